@@ -1,0 +1,40 @@
+# omnitalker: `make curate` and `make test` each set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PIN    := -c requirements/constraints.txt
+STAMP  := $(VENV)/.installed
+IN     ?= ../shared/data/media
+OUT    ?= out
+CONFIG ?= configs/curate.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup curate test lint bench clean
+
+# The stamp depends on everything that changes what is installed, so a second
+# `make setup` is a no-op that takes well under a second.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned to the local CPU wheel: nothing later may pull a CUDA build.
+	$(PIP) install -q $(PIN) torch==2.13.0
+	$(PIP) install -q $(PIN) -e '.[dev]'
+	$(PY) -c "import torch, ray, av, pyarrow, mediapipe; assert not torch.version.cuda, 'CUDA torch installed'"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+curate: setup
+	$(PY) -m pipeline.run --input "$(IN)" --output "$(OUT)" --config $(CONFIG)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) bench/curate.py --input "$(IN)"
+
+clean:
+	rm -rf $(OUT) .pytest_cache test-artifacts

@@ -1,0 +1,38 @@
+"""The ``omnitalker`` console script: ``omnitalker <command> [options]``.
+
+Commands:
+  curate   curate media into Parquet shards (= ``python -m pipeline.run``)
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "curate": ("pipeline.run", "curate media into Parquet shards (= python -m pipeline.run)"),
+}
+
+
+def print_usage() -> None:
+    print("usage: omnitalker <command> [options]\n\ncommands:")
+    for name, (_, text) in COMMANDS.items():
+        print(f"  {name:<10} {text}")
+    print("\n'omnitalker <command> --help' shows a command's options.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print_usage()
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"omnitalker: unknown command {name!r}\n", file=sys.stderr)
+        print_usage()
+        return 2
+    module = __import__(COMMANDS[name][0], fromlist=["main"])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

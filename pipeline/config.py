@@ -1,0 +1,109 @@
+"""Curation config: dataclasses composed from each stage's own config.
+
+``configs/curate.yaml`` is the commented default; ``load_config`` overlays a
+YAML file (and ``key.sub=value`` overrides) on these defaults and rejects
+unknown keys, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.audio import AudioConfig
+from stages.dnsmos import DnsmosConfig
+from stages.mel import MelConfig
+from stages.probe import ProbeConfig
+from stages.scene import SceneConfig
+from stages.vad import VadConfig
+
+
+@dataclass
+class StageResources:
+    """Scheduling for one stage; unset fields keep the stage's declaration."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    min_actors: int | None = None
+    max_actors: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass
+class RunConfig:
+    files_per_shard: int = 16  # input files whose clips share one shard part
+    rows_per_row_group: int = 32  # clips per Parquet row group (the training loader's read unit)
+    zstd_level: int = 3  # Parquet zstd compression level
+    flac_subtype: str = "PCM_16"  # audio_flac sample format (the mel is computed from exactly this)
+    ray_address: str | None = None  # None: join RAY_ADDRESS if set, else start an embedded local Ray
+    local_num_cpus: int | None = None  # CPUs for the embedded local Ray (default: all)
+
+
+@dataclass
+class CurateConfig:
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    dnsmos: DnsmosConfig = field(default_factory=DnsmosConfig)
+    mel: MelConfig = field(default_factory=MelConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    resources: dict[str, StageResources] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Hash of every setting that changes what lands in the shards (not scheduling)."""
+        d = self.to_dict()
+        d.pop("resources", None)
+        d["run"] = {k: d["run"][k] for k in ("flac_subtype",)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _overlay(obj: Any, values: dict[str, Any], where: str) -> Any:
+    """Return a copy of dataclass ``obj`` with ``values`` applied, recursively."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ValueError(f"unknown config key '{where + key}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if key == "resources" and isinstance(obj, CurateConfig):
+            changes[key] = {name: _overlay(StageResources(), v or {}, f"resources.{name}.")
+                            for name, v in (value or {}).items()}
+        elif dataclasses.is_dataclass(current):
+            changes[key] = _overlay(current, value or {}, f"{where}{key}.")
+        else:
+            changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"vad.threshold=0.6"`` -> ``{"vad": {"threshold": 0.6}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw)
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides."""
+    cfg = CurateConfig()
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            cfg = _overlay(cfg, yaml.safe_load(fh) or {}, "")
+    for text in overrides or []:
+        cfg = _overlay(cfg, parse_override(text), "")
+    return cfg

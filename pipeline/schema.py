@@ -1,0 +1,117 @@
+"""Shard schema v1, the rejects ledger and the sources index, in one place.
+
+``docs/shards.md`` documents every column. Readers must check
+``omnitalker.schema_version`` in the file metadata before trusting a shard.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from stages.mel import MEL_SPEC, N_MELS
+
+SCHEMA_VERSION = 1
+FRAME_RATE = "24000/256"  # Hz, exactly 93.75: mel and visual frames per second
+VISUAL_DIM = 61  # 51 blendshapes + 6 head pose + 4 eye
+MP_BLENDSHAPES_DIM = 52  # MediaPipe's own scores, at 30 fps
+VISUAL_LAYOUT = {
+    "dim": VISUAL_DIM,
+    "blendshapes": [0, 51],  # ARKit names in MediaPipe's order, without _neutral (no tongueOut)
+    "pose": [51, 57],  # pitch, yaw, roll (radians, unwrapped), tx, ty (normalized image units), tz (from scale)
+    "eye": [57, 61],  # left yaw, left pitch, right yaw, right pitch
+    "frame_rate": FRAME_RATE,
+}
+
+WORD_TYPE = pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+                       ("prob", pa.float32())])
+
+SHARD_SCHEMA = pa.schema([
+    ("clip_id", pa.string()),
+    ("source_path", pa.string()),
+    ("source_sha256", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("duration_s", pa.float64()),
+    ("start_sample", pa.int64()),
+    ("end_sample", pa.int64()),
+    ("shot_index", pa.int32()),
+    ("sample_rate", pa.int32()),
+    ("n_frames", pa.int32()),
+    ("mel", pa.list_(pa.list_(pa.float32(), N_MELS))),
+    ("audio_flac", pa.binary()),
+    ("dnsmos_ovrl", pa.float32()),
+    ("dnsmos_sig", pa.float32()),
+    ("dnsmos_bak", pa.float32()),
+    ("dnsmos_p808", pa.float32()),
+    # Filled by later stages; nullable in v1.
+    ("text", pa.string()),
+    ("language", pa.string()),
+    ("words", pa.list_(WORD_TYPE)),
+    ("visual", pa.list_(pa.list_(pa.float32(), VISUAL_DIM))),
+    ("mp_blendshapes", pa.list_(pa.list_(pa.float32(), MP_BLENDSHAPES_DIM))),
+    ("asd_score", pa.float32()),
+    ("face_area_frac", pa.float32()),
+    ("fit_rmse", pa.float32()),
+    ("provenance", pa.string()),  # JSON: models that ran, stages skipped and why, audio facts
+])
+
+REJECT_SCHEMA = pa.schema([
+    ("source_path", pa.string()),
+    ("source_sha256", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("value", pa.float64()),  # the measured value
+    ("threshold", pa.float64()),  # the configured limit
+    ("start_s", pa.float64()),  # null for a whole-file reject
+    ("end_s", pa.float64()),
+    ("duration_s", pa.float64()),  # seconds of audio this row drops
+    ("detail", pa.string()),
+])
+
+SOURCE_SCHEMA = pa.schema([
+    ("source_path", pa.string()),
+    ("source_sha256", pa.string()),
+    ("size_bytes", pa.int64()),
+    ("mtime", pa.float64()),
+    ("status", pa.string()),  # kept | rejected | duplicate
+    ("duration_s", pa.float64()),  # seconds of audio in the source
+    ("kept_s", pa.float64()),  # seconds kept as clips
+    ("n_clips", pa.int32()),
+    ("n_rejects", pa.int32()),
+    ("has_video", pa.bool_()),
+    ("probe", pa.string()),  # JSON ProbeInfo
+    ("provenance", pa.string()),  # JSON
+    ("stage_seconds", pa.string()),  # JSON {stage: wall seconds}
+])
+
+
+def feature_spec() -> dict[str, Any]:
+    """The feature spec written into every shard's metadata."""
+    return {"mel": MEL_SPEC, "visual": VISUAL_LAYOUT, "audio": {"sample_rate": 24000, "channels": 1,
+                                                               "codec": "flac"}}
+
+
+def shard_metadata(config_hash: str) -> dict[bytes, bytes]:
+    """File-level key/value metadata of a shard."""
+    return {
+        b"omnitalker.schema_version": str(SCHEMA_VERSION).encode(),
+        b"omnitalker.frame_rate": FRAME_RATE.encode(),
+        b"omnitalker.feature_spec": json.dumps(feature_spec(), sort_keys=True).encode(),
+        b"omnitalker.config_hash": config_hash.encode(),
+    }
+
+
+class SchemaVersionError(ValueError):
+    """A shard written with another schema version."""
+
+
+def check_shard_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
+    """Raise :class:`SchemaVersionError` naming ``path`` unless it is a v1 shard."""
+    version = (metadata or {}).get(b"omnitalker.schema_version")
+    if version is None:
+        raise SchemaVersionError(f"{path}: not an omnitalker shard (no omnitalker.schema_version)")
+    if int(version) != SCHEMA_VERSION:
+        raise SchemaVersionError(f"{path}: schema version {int(version)}, this code reads {SCHEMA_VERSION}")

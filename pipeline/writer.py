@@ -1,0 +1,178 @@
+"""Turning finished files into shard, ledger and sources rows, and committing them.
+
+Ray-free: the Ray job calls :func:`commit_items` from a ``map_batches`` task,
+the serial executor calls it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import soundfile as sf
+
+from pipeline.schema import (
+    MP_BLENDSHAPES_DIM,
+    REJECT_SCHEMA,
+    SHARD_SCHEMA,
+    SOURCE_SCHEMA,
+    VISUAL_DIM,
+    shard_metadata,
+)
+from pipeline.storage import REJECTS, SHARDS, SOURCES, OutputStore, compute_commit_id
+from stages.item import AUDIO_SR, FileItem, Reject, make_clip_id
+from stages.mel import N_MELS
+
+
+@dataclass
+class CommitSummary:
+    """What one commit wrote (one row of the driver's progress stream)."""
+
+    commit_id: str
+    n_files: int
+    n_clips: int
+    n_rejects: int
+    audio_s: float  # seconds of source audio processed
+    kept_s: float  # seconds kept as clips
+    paths: list[str]
+
+
+def encode_flac(clip: np.ndarray, subtype: str = "PCM_16") -> bytes:
+    """FLAC bytes of 24 kHz mono float audio, quantized as :func:`stages.mel.quantize_pcm16` does."""
+    pcm = np.clip(np.round(np.asarray(clip, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, AUDIO_SR, format="FLAC", subtype=subtype)
+    return buf.getvalue()
+
+
+def nested_frames(arrays: list[np.ndarray | None], dim: int) -> pa.Array:
+    """``list<fixed_size_list<float32, dim>>`` from per-row ``(n, dim)`` arrays (None -> null)."""
+    offsets = [0]
+    mask = []
+    flat = []
+    for a in arrays:
+        if a is None:
+            offsets.append(offsets[-1])
+            mask.append(True)
+            continue
+        a = np.asarray(a, dtype=np.float32).reshape(-1, dim)
+        flat.append(a.reshape(-1))
+        offsets.append(offsets[-1] + len(a))
+        mask.append(False)
+    values = pa.array(np.concatenate(flat) if flat else np.zeros(0, np.float32), type=pa.float32())
+    inner = pa.FixedSizeListArray.from_arrays(values, dim)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), inner,
+                                    mask=pa.array(mask, type=pa.bool_()))
+
+
+def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict[str, list[Any]]:
+    """Column lists for the kept segments of one file."""
+    cols: dict[str, list[Any]] = {name: [] for name in SHARD_SCHEMA.names}
+    assert item.audio_24k is not None or not item.segments
+    for seg in item.segments:
+        clip = item.audio_24k[seg.start_sample:seg.end_sample]
+        scores = seg.dnsmos or {}
+        prov = {"models": item.provenance.get("models", {}), "skipped": item.provenance.get("skipped", {}),
+                "audio": item.provenance.get("audio", {}), "config_hash": config_hash, **seg.extra}
+        row = {
+            "clip_id": make_clip_id(item.source_sha256, seg.start_sample, seg.end_sample),
+            "source_path": item.source_path, "source_sha256": item.source_sha256,
+            "start_s": seg.start_s, "end_s": seg.end_s, "duration_s": seg.duration_s,
+            "start_sample": seg.start_sample, "end_sample": seg.end_sample, "shot_index": seg.shot_index,
+            "sample_rate": AUDIO_SR, "n_frames": int(seg.mel.shape[0]), "mel": seg.mel,
+            "audio_flac": encode_flac(clip, flac_subtype),
+            "dnsmos_ovrl": scores.get("ovrl"), "dnsmos_sig": scores.get("sig"),
+            "dnsmos_bak": scores.get("bak"), "dnsmos_p808": scores.get("p808"),
+            "text": seg.text, "language": seg.language, "words": seg.words, "visual": seg.visual,
+            "mp_blendshapes": seg.mp_blendshapes, "asd_score": seg.asd_score,
+            "face_area_frac": seg.face_area_frac, "fit_rmse": seg.fit_rmse,
+            "provenance": json.dumps(prov, sort_keys=True, default=str),
+        }
+        for k, v in row.items():
+            cols[k].append(v)
+    return cols
+
+
+def build_shard_table(items: list[FileItem], config_hash: str, flac_subtype: str) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in SHARD_SCHEMA.names}
+    for item in items:
+        for k, v in build_clip_rows(item, config_hash, flac_subtype).items():
+            cols[k].extend(v)
+    arrays = []
+    for f in SHARD_SCHEMA:
+        if f.name == "mel":
+            arrays.append(nested_frames(cols["mel"], N_MELS))
+        elif f.name == "visual":
+            arrays.append(nested_frames(cols["visual"], VISUAL_DIM))
+        elif f.name == "mp_blendshapes":
+            arrays.append(nested_frames(cols["mp_blendshapes"], MP_BLENDSHAPES_DIM))
+        else:
+            arrays.append(pa.array(cols[f.name], type=f.type))
+    table = pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+    return table.replace_schema_metadata(shard_metadata(config_hash))
+
+
+def reject_rows(item: FileItem) -> list[dict[str, Any]]:
+    rows = []
+    rejects = list(item.rejects)
+    if not item.rejected and not item.segments and rejects:
+        # Every segment was dropped: one file-level row says so, the segment rows say why.
+        last = rejects[-1]
+        rejects.append(Reject(stage=last.stage, reason="all_segments_rejected", value=float(len(rejects)),
+                              detail="every candidate segment was rejected; see the segment rows"))
+    for r in rejects:
+        whole = r.start_s is None
+        rows.append({
+            "source_path": item.source_path, "source_sha256": item.source_sha256, "stage": r.stage,
+            "reason": r.reason, "value": r.value, "threshold": r.threshold, "start_s": r.start_s,
+            "end_s": r.end_s,
+            "duration_s": (item.probe.duration_s if whole and r.reason != "all_segments_rejected"
+                           else (0.0 if whole else r.end_s - r.start_s)),
+            "detail": (r.detail + ("\n" + r.traceback if r.traceback else "")).strip(),
+        })
+    return rows
+
+
+def source_row(item: FileItem, size_bytes: int, mtime: float) -> dict[str, Any]:
+    kept_s = sum(s.duration_s for s in item.segments)
+    audio_s = (len(item.audio_24k) / AUDIO_SR) if item.audio_24k is not None else item.probe.duration_s
+    status = "duplicate" if item.provenance.get("duplicate_of") else ("kept" if item.segments else "rejected")
+    return {
+        "source_path": item.source_path, "source_sha256": item.source_sha256, "size_bytes": size_bytes,
+        "mtime": mtime, "status": status, "duration_s": audio_s, "kept_s": kept_s,
+        "n_clips": len(item.segments), "n_rejects": len(reject_rows(item)), "has_video": item.probe.has_video,
+        "probe": json.dumps(dataclasses.asdict(item.probe), sort_keys=True),
+        "provenance": json.dumps(item.provenance, sort_keys=True, default=str),
+        "stage_seconds": json.dumps({k: round(v, 4) for k, v in item.timings.items()}, sort_keys=True),
+    }
+
+
+def commit_items(store: OutputStore, items: list[FileItem], stats: dict[str, tuple[int, float]],
+                 config_hash: str, row_group_size: int = 32, zstd_level: int = 3,
+                 flac_subtype: str = "PCM_16") -> CommitSummary:
+    """Write the shard, ledger and sources parts of ``items`` (sources last).
+
+    ``stats`` maps source path to ``(size_bytes, mtime)`` from the listing.
+    """
+    commit_id = compute_commit_id([i.source_sha256 for i in items])
+    shard = build_shard_table(items, config_hash, flac_subtype)
+    rejects = [r for i in items for r in reject_rows(i)]
+    sources = [source_row(i, *stats.get(i.source_path, (i.probe.size_bytes, 0.0))) for i in items]
+    name = f"part-{commit_id}.parquet"
+    if shard.num_rows:
+        store.write_table_atomic(f"{SHARDS}/{name}", shard, row_group_size, zstd_level)
+    if rejects:
+        store.write_table_atomic(f"{REJECTS}/{name}", pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA),
+                                 row_group_size * 32, zstd_level)
+    store.write_table_atomic(f"{SOURCES}/{name}", pa.Table.from_pylist(sources, schema=SOURCE_SCHEMA),
+                             row_group_size * 32, zstd_level)
+    return CommitSummary(commit_id=commit_id, n_files=len(items), n_clips=shard.num_rows,
+                         n_rejects=len(rejects), audio_s=float(sum(s["duration_s"] for s in sources)),
+                         kept_s=float(sum(s["kept_s"] for s in sources)), paths=[i.source_path for i in items])
+
+

@@ -1,0 +1,140 @@
+"""standardize_audio: decode to 24 kHz mono float32 (and 16 kHz for the 16 kHz models).
+
+PyAV decodes the first audio stream and downmixes it to mono at the source
+rate (libswresample's standard matrix, so 5.1 keeps its centre channel and
+drops LFE); soxr then resamples to 24 kHz and 16 kHz. Loudness is normalized to
+``target_lufs`` (ITU-R BS.1770) with a peak ceiling, the same gain applied to
+both rates. The source rate and channel count stay in the probe record.
+
+Rejects: undecodable audio, audio shorter than the probe minimum, and silence
+(integrated loudness below ``silence_lufs``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+import soxr
+
+from stages.base import Resources, Stage
+from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject
+from stages.loudness import compute_normalization_gain_db, measure_integrated_loudness
+from stages.media_io import av_source, open_binary
+
+
+@dataclass
+class AudioConfig:
+    target_lufs: float = -20.0  # LUFS: integrated loudness after normalization
+    max_peak_dbfs: float = -1.0  # dBFS: sample peak ceiling after normalization
+    silence_lufs: float = -60.0  # LUFS: quieter inputs are rejected as silent
+    min_decoded_s: float = 1.0  # seconds: less decodable audio than this is rejected
+
+
+def decode_mono(path: str) -> tuple[np.ndarray, int, int]:
+    """Decode the first audio stream of ``path`` to mono float32 at its own rate.
+
+    Returns ``(samples, sample_rate_hz, decode_errors)``. A stream that breaks
+    part-way (truncated file) yields what decoded before the break.
+    """
+    src = av_source(path)
+    if src is not None:
+        with av.open(src) as container:
+            return _decode_container(container)
+    with open_binary(path) as fh, av.open(fh) as container:
+        return _decode_container(container)
+
+
+def _decode_container(container: av.container.InputContainer) -> tuple[np.ndarray, int, int]:
+    stream = container.streams.audio[0]
+    rate = int(stream.codec_context.sample_rate or stream.rate)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    chunks: list[np.ndarray] = []
+    errors = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                errors += 1
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError:
+        errors += 1  # demuxing broke off: keep what we have
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return samples, rate, errors
+
+
+def resample_to(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """High-quality resampling (soxr HQ) of mono float32 audio."""
+    if src_rate == dst_rate:
+        return samples.astype(np.float32, copy=True)
+    return soxr.resample(samples, src_rate, dst_rate, quality="HQ").astype(np.float32)
+
+
+def standardize(samples: np.ndarray, rate: int, cfg: AudioConfig) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Resample and loudness-normalize. Returns ``(audio_24k, audio_16k, loudness_lufs, gain_db)``."""
+    audio_24k = resample_to(samples, rate, AUDIO_SR)
+    audio_16k = resample_to(samples, rate, MODEL_SR)
+    loudness = measure_integrated_loudness(audio_24k, AUDIO_SR)
+    peak = float(max(np.abs(audio_24k).max(initial=0.0), np.abs(audio_16k).max(initial=0.0)))
+    gain_db = compute_normalization_gain_db(loudness, peak, cfg.target_lufs, cfg.max_peak_dbfs)
+    scale = np.float32(10 ** (gain_db / 20))
+    audio_24k *= scale
+    audio_16k *= scale
+    np.clip(audio_24k, -1.0, 1.0, out=audio_24k)
+    np.clip(audio_16k, -1.0, 1.0, out=audio_16k)
+    return audio_24k, audio_16k, loudness, gain_db
+
+
+@dataclass
+class StandardizeAudioStage(Stage):
+    name: str = "standardize_audio"
+    cfg: AudioConfig = field(default_factory=AudioConfig)
+    resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
+
+    def process_item(self, item: FileItem) -> None:
+        samples, rate, errors = decode_mono(item.source_path)
+        decoded_s = len(samples) / rate if rate else 0.0
+        if errors:
+            item.provenance["decode_errors"] = errors
+        if decoded_s < self.cfg.min_decoded_s:
+            item.reject_file(Reject(stage=self.name, reason="undecodable_audio", value=decoded_s,
+                                    threshold=self.cfg.min_decoded_s,
+                                    detail=f"decoded {decoded_s:.3f} s of audio, {errors} decode errors"))
+            return
+        audio_24k, audio_16k, loudness, gain_db = standardize(samples, rate, self.cfg)
+        item.loudness_lufs = loudness
+        item.gain_db = gain_db
+        if not loudness > self.cfg.silence_lufs:
+            item.reject_file(Reject(stage=self.name, reason="silent", value=loudness,
+                                    threshold=self.cfg.silence_lufs,
+                                    detail="integrated loudness (LUFS) below silence_lufs"))
+            return
+        item.audio_24k = audio_24k
+        item.audio_16k = audio_16k
+        item.provenance["audio"] = {"source_rate_hz": rate, "loudness_lufs": round(loudness, 2),
+                                    "gain_db": round(gain_db, 2), "decoded_s": round(decoded_s, 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stages.audio FILE``: decode, normalize and print a JSON summary."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.exit("usage: python -m stages.audio FILE")
+    samples, rate, errors = decode_mono(args[0])
+    a24, a16, loud, gain = standardize(samples, rate, AudioConfig())
+    print(json.dumps({"source_rate_hz": rate, "decode_errors": errors, "seconds": len(a24) / AUDIO_SR,
+                      "loudness_lufs": loud, "gain_db": gain, "peak": float(np.abs(a24).max(initial=0))},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()

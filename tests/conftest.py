@@ -1,0 +1,147 @@
+"""Shared fixtures: the real media in ../shared/data/media, generated odd inputs, curated outputs.
+
+The real media are read in place (never copied into the repo). Bad and unusual
+inputs are generated here with PyAV, numpy and soundfile.
+"""
+
+from __future__ import annotations
+
+import csv
+import fractions
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
+SR = 24000
+
+
+def read_manifest() -> list[dict[str, str]]:
+    with open(MEDIA / "MANIFEST.tsv", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not (MEDIA / "MANIFEST.tsv").exists():
+        pytest.fail(f"shared test media not found at {MEDIA} (expected ../shared/data/media beside the repo)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def media_manifest(media_dir: Path) -> list[dict[str, str]]:
+    return read_manifest()
+
+
+def media_of_kind(kind: str) -> list[Path]:
+    return [MEDIA / r["file"] for r in read_manifest() if r["kind"] == kind]
+
+
+# --------------------------------------------------------------------------- generators
+
+
+def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | None = None,
+                audio_rate: int = SR, size: tuple[int, int] = (128, 96), vfr: bool = False) -> Path:
+    """Encode a small H.264 mp4 (moving gradient) with optional AAC audio; ``vfr`` jitters frame times."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height = size
+        v.pix_fmt = "yuv420p"
+        v.codec_context.time_base = fractions.Fraction(1, 1000)
+        a = None
+        if audio is not None:
+            a = out.add_stream("aac", rate=audio_rate)
+            a.layout = "mono"
+        t_ms = 0.0
+        n = int(seconds * fps)
+        for i in range(n):
+            img = np.zeros((size[1], size[0], 3), np.uint8)
+            img[..., 0] = (np.arange(size[0])[None, :] + 3 * i) % 256
+            img[..., 1] = (i * 5) % 256
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = int(round(t_ms))
+            frame.time_base = fractions.Fraction(1, 1000)
+            step = 1000.0 / fps
+            t_ms += step * (rng.uniform(0.5, 1.8) if vfr else 1.0)
+            for p in v.encode(frame):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            hop = 1024
+            for k in range(0, len(audio), hop):
+                chunk = audio[k:k + hop].astype(np.float32)[None, :]
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate = audio_rate
+                frame.pts = k
+                for p in a.encode(frame):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+    return path
+
+
+def load_speech(name: str = "f5tts_basic_ref_en.wav") -> tuple[np.ndarray, int]:
+    audio, sr = sf.read(str(MEDIA / name), dtype="float32", always_2d=True)
+    return audio.mean(axis=1), sr
+
+
+@pytest.fixture(scope="session")
+def odd_inputs(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> dict[str, Path]:
+    """Bad and unusual inputs, one file each, plus a manifest listing them."""
+    import soxr
+
+    d = tmp_path_factory.mktemp("odd")
+    files: dict[str, Path] = {}
+    speech, sr = load_speech()
+    files["zero_byte"] = d / "zero.mp4"
+    files["zero_byte"].write_bytes(b"")
+    src = media_dir / "videoretalking_face2.mp4"
+    data = src.read_bytes()
+    files["truncated"] = d / "truncated.mp4"
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    files["text_as_mp4"] = d / "notes.mp4"
+    files["text_as_mp4"].write_text("this is a text file, not a video\n" * 50)
+    files["no_audio"] = write_video(d / "no_audio.mp4", 3.0)
+    files["silence"] = d / "silence.wav"
+    sf.write(files["silence"], np.zeros(SR * 4, np.float32), SR)
+    files["noise"] = d / "noise.wav"
+    sf.write(files["noise"], (np.random.default_rng(1).standard_normal(SR * 4) * 0.3).astype(np.float32), SR)
+    files["rate_8k"] = d / "speech_8k.wav"
+    sf.write(files["rate_8k"], soxr.resample(speech, sr, 8000), 8000)
+    files["surround_5_1"] = d / "speech_5_1.flac"
+    six = np.zeros((len(speech), 6), np.float32)
+    six[:, 2] = speech * 0.9  # centre channel carries the dialogue, as in film mixes
+    six[:, 0] = six[:, 1] = speech * 0.2
+    sf.write(files["surround_5_1"], six, sr)
+    odd_dir = d / "dir with spaces" / "ünïcødé"
+    odd_dir.mkdir(parents=True)
+    files["odd_path"] = odd_dir / "语音 clip (1).wav"
+    shutil.copy(media_dir / "f5tts_basic_ref_en.wav", files["odd_path"])
+    files["vfr_generated"] = write_video(d / "vfr.mp4", 5.3, fps=25, audio=soxr.resample(speech, sr, SR), vfr=True)
+    files["vfr_shared"] = media_dir / "videoretalking_face1.mp4"
+    manifest = d / "inputs.txt"
+    manifest.write_text("\n".join(str(p) for p in files.values()) + "\n", encoding="utf-8")
+    files["_manifest"] = manifest
+    return files
+
+
+# --------------------------------------------------------------------------- curated outputs
+
+
+@pytest.fixture(scope="session")
+def curated_serial(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    """The shared media curated once with the serial executor (same stages as the Ray job)."""
+    from pipeline.config import load_config
+    from pipeline.run import curate
+
+    out = tmp_path_factory.mktemp("curated") / "out"
+    curate(str(media_dir), str(out), load_config(REPO / "configs" / "curate.yaml"), executor="serial",
+           show_progress=False)
+    return out
