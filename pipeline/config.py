@@ -43,6 +43,7 @@ class RunConfig:
     flac_subtype: str = "PCM_16"  # audio_flac sample format (the mel is computed from exactly this)
     ray_address: str | None = None  # None: join RAY_ADDRESS if set, else start an embedded local Ray
     local_num_cpus: int | None = None  # CPUs for the embedded local Ray (default: all)
+    fuse_stages: bool = True  # run consecutive CPU stages as one Ray operator (one actor pool)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from pipeline.config import CurateConfig, StageResources
 from pipeline.storage import OutputStore
 from pipeline.writer import CommitSummary, commit_items
 from stages.audio import StandardizeAudioStage
-from stages.base import Stage
+from stages.base import Resources, Stage
 from stages.dnsmos import DnsmosStage
 from stages.item import FileItem
 from stages.mel import MelStage
@@ -112,25 +112,32 @@ def _pack(items: list[FileItem]) -> dict[str, np.ndarray]:
 
 
 class _StageTask:
-    """A stateless stage as a Ray task function."""
+    """Stateless stages as a Ray task function."""
 
-    def __init__(self, stage: Stage) -> None:
-        self.stage = stage
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.stage.setup()
-        return _pack(self.stage.process(_unpack(batch)))
+        items = _unpack(batch)
+        for stage in self.stages:
+            stage.setup()
+            items = stage.process(items)
+        return _pack(items)
 
 
 class _StageActor:
-    """A model stage as a Ray actor: ``setup()`` runs once, in the constructor."""
+    """Stages with models as a Ray actor: every ``setup()`` runs once, in the constructor."""
 
-    def __init__(self, stage: Stage) -> None:
-        self.stage = stage
-        self.stage.setup()
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+        for stage in self.stages:
+            stage.setup()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return _pack(self.stage.process(_unpack(batch)))
+        items = _unpack(batch)
+        for stage in self.stages:
+            items = stage.process(items)
+        return _pack(items)
 
 
 class _CommitTask:
@@ -140,6 +147,48 @@ class _CommitTask:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         summary = self.spec.commit(_unpack(batch))
         return {"summary": np.array([json.dumps(dataclasses.asdict(summary))], dtype=object)}
+
+
+@dataclass
+class OperatorPlan:
+    """Consecutive stages that run as one Ray operator."""
+
+    stages: list[Stage]
+
+    @property
+    def name(self) -> str:
+        return "+".join(s.name for s in self.stages)
+
+    @property
+    def uses_actor(self) -> bool:
+        return any(s.uses_actor for s in self.stages)
+
+    @property
+    def resources(self) -> Resources:
+        rs = [s.resources for s in self.stages]
+        maxes = [r.max_actors for r in rs if r.max_actors is not None]
+        return Resources(num_cpus=max(r.num_cpus for r in rs), num_gpus=max(r.num_gpus for r in rs),
+                         min_actors=max(r.min_actors for r in rs), max_actors=min(maxes) if maxes else None,
+                         batch_size=min(r.batch_size for r in rs))
+
+
+def plan_operators(stages: list[Stage], fuse: bool) -> list[OperatorPlan]:
+    """Group consecutive stages with the same accelerator needs into one operator.
+
+    Ray Data fuses consecutive task operators itself but never actor pools; a
+    file then crosses the object store once per pool and each pool holds its
+    own CPUs. Fusing CPU stages into one pool keeps every file in one worker
+    from decode to mel, and one actor per core keeps the cores busy. A stage
+    that asks for a GPU always gets its own pool.
+    """
+    plans: list[OperatorPlan] = []
+    for stage in stages:
+        if (fuse and plans and stage.resources.num_gpus == 0
+                and plans[-1].resources.num_gpus == 0):
+            plans[-1].stages.append(stage)
+        else:
+            plans.append(OperatorPlan([stage]))
+    return plans
 
 
 def quiet_ray_data() -> None:
@@ -153,12 +202,12 @@ def quiet_ray_data() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def required_local_cpus(stages: list[Stage]) -> float:
-    """Logical CPUs the actor pools hold at minimum, plus one for tasks."""
-    return 1.0 + sum(s.resources.num_cpus * s.resources.min_actors for s in stages if s.uses_actor)
+def required_local_cpus(plans: list[OperatorPlan]) -> float:
+    """Logical CPUs the actor pools hold at minimum."""
+    return sum(p.resources.num_cpus * p.resources.min_actors for p in plans if p.uses_actor)
 
 
-def init_ray(cfg: CurateConfig, stages: list[Stage]) -> str:
+def init_ray(cfg: CurateConfig, plans: list[OperatorPlan]) -> str:
     """Connect to a cluster (``run.ray_address`` or ``RAY_ADDRESS``) or start a local Ray. Returns a label."""
     import ray
 
@@ -170,8 +219,7 @@ def init_ray(cfg: CurateConfig, stages: list[Stage]) -> str:
         ray.init(address=address, log_to_driver=True)
         return f"cluster {address}"
     cores = cfg.run.local_num_cpus or os.cpu_count() or 1
-    need = required_local_cpus(stages)
-    num_cpus = max(cores, int(np.ceil(need)))
+    num_cpus = max(cores, int(np.ceil(required_local_cpus(plans))))
     if num_cpus > cores:
         log.info("local Ray: %d logical CPUs on %d cores so every actor pool can start", num_cpus, cores)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
@@ -179,17 +227,16 @@ def init_ray(cfg: CurateConfig, stages: list[Stage]) -> str:
     return f"local ({num_cpus} logical CPUs)"
 
 
-def _map_stage(ds, stage: Stage):
+def _map_plan(ds, plan: OperatorPlan):
     from ray.data import ActorPoolStrategy
 
-    r = stage.resources
-    if stage.uses_actor:
-        return ds.map_batches(_StageActor, fn_constructor_args=(stage,), batch_size=r.batch_size,
-                              batch_format="numpy", num_cpus=r.num_cpus, num_gpus=r.num_gpus or None,
-                              compute=ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors),
-                              zero_copy_batch=False)
-    return ds.map_batches(_StageTask(stage), batch_size=r.batch_size, batch_format="numpy",
-                          num_cpus=r.num_cpus, num_gpus=r.num_gpus or None, zero_copy_batch=False)
+    r = plan.resources
+    common = dict(batch_size=r.batch_size, batch_format="numpy", num_cpus=r.num_cpus,
+                  num_gpus=r.num_gpus or None, zero_copy_batch=False)
+    if plan.uses_actor:
+        return ds.map_batches(_StageActor, fn_constructor_args=(plan.stages,),
+                              compute=ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors), **common)
+    return ds.map_batches(_StageTask(plan.stages), **common)
 
 
 def _dataset_of(items: list[FileItem]):
@@ -200,20 +247,20 @@ def _dataset_of(items: list[FileItem]):
 
 
 def probe_ray(items: list[FileItem], stage: ProbeStage) -> list[FileItem]:
-    ds = _map_stage(_dataset_of(items), stage)
+    ds = _map_plan(_dataset_of(items), OperatorPlan([stage]))
     return [pickle.loads(r["item"]) for r in ds.iter_rows()]
 
 
-def run_ray(items: list[FileItem], stages: list[Stage], spec: CommitSpec,
+def run_ray(items: list[FileItem], plans: list[OperatorPlan], spec: CommitSpec,
             files_per_commit: int) -> Iterator[CommitSummary]:
-    """Stream the files through the stages on Ray Data; yield each commit as it lands."""
+    """Stream the files through the operators on Ray Data; yield each commit as it lands."""
     ds = _dataset_of(items)
-    for stage in stages:
-        ds = _map_stage(ds, stage)
-    ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=1,
+    for plan in plans:
+        ds = _map_plan(ds, plan)
+    # Committing is light I/O (FLAC, Parquet): it must not wait for a core the actor pools hold.
+    ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
                         zero_copy_batch=False)
     for row in ds.iter_rows():
         yield CommitSummary(**json.loads(row["summary"]))
 
 
-Executor = Callable[[list[FileItem], list[Stage], CommitSpec, int], Iterator[CommitSummary]]

@@ -20,6 +20,7 @@ from pipeline.executors import (
     build_probe_stage,
     build_stages,
     init_ray,
+    plan_operators,
     probe_ray,
     probe_serial,
     run_ray,
@@ -88,9 +89,11 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     spec = CommitSpec(out_root=output, config_hash=cfg.hash(), stats=stats,
                       row_group_size=cfg.run.rows_per_row_group, zstd_level=cfg.run.zstd_level,
                       flac_subtype=cfg.run.flac_subtype)
+    plans = plan_operators(stages, cfg.run.fuse_stages)
     label = "serial"
     if items and executor == "ray":
-        label = "ray " + init_ray(cfg, stages + [probe_stage])
+        label = "ray " + init_ray(cfg, plans)
+        log.info("Ray operators: %s", " -> ".join(p.name for p in plans))
     log.info("%d inputs: %d to probe, %d already done (%s)", len(inputs), len(items), skipped_done, label)
     probed = (probe_ray if executor == "ray" else probe_serial)(items, probe_stage) if items else []
     fresh, early, n_done, n_dup = split_probed(probed, done_shas)
@@ -99,8 +102,9 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
         if early:
             progress.update(spec.commit(early))
         if fresh:
-            run = run_ray if executor == "ray" else run_serial
-            for summary in run(fresh, stages, spec, cfg.run.files_per_shard):
+            runs = (run_ray(fresh, plans, spec, cfg.run.files_per_shard) if executor == "ray"
+                    else run_serial(fresh, stages, spec, cfg.run.files_per_shard))
+            for summary in runs:
                 progress.update(summary)
     run_record = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
                   "wall_time_s": round(time.time() - t0, 3), "executor": label, "input": input_spec,

@@ -29,9 +29,10 @@ class Resources:
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    # Actor-pool size bounds for model stages (ignored for task stages).
+    # Actor-pool size bounds for model stages (ignored for task stages);
+    # max_actors None lets the pool grow to what the cluster can hold.
     min_actors: int = 1
-    max_actors: int = 2
+    max_actors: int | None = None
     # Files per map_batches call.
     batch_size: int = 1
 

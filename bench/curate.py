@@ -1,0 +1,94 @@
+"""Curation throughput and pipeline overhead on the shared media.
+
+Prints, per stage and for the whole job:
+  * seconds of input audio processed per CPU-second;
+  * the pipeline's overhead relative to the sum of its stages run standalone
+    (goal: under 25 %).
+
+"Standalone" runs every stage over every file in this process, stage by stage,
+models loaded beforehand, timing CPU seconds. The serial executor then runs the
+real job in one process (listing, hashing, stages, Parquet/FLAC commits,
+manifest): its extra wall time is the pipeline's own overhead. The Ray job runs
+last on an embedded local Ray; its overhead counts the CPU capacity it held
+(wall x CPUs) against the stage work, with and without Ray's start-up.
+
+    python bench/curate.py [--input ../shared/data/media] [--cpus 2] [--skip-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.config import load_config  # noqa: E402
+from pipeline.executors import build_probe_stage, build_stages  # noqa: E402
+from pipeline.inputs import list_inputs  # noqa: E402
+from pipeline.run import curate  # noqa: E402
+from stages.item import FileItem  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_standalone(paths: list[str], cfg) -> tuple[dict[str, float], float]:
+    """CPU seconds per stage over all files, and the seconds of audio in."""
+    stages = [build_probe_stage(cfg)] + build_stages(cfg)
+    for s in stages:
+        s.setup()
+    items = [FileItem(source_path=p) for p in paths]
+    cpu: dict[str, float] = {}
+    for s in stages:
+        t0 = time.process_time()
+        s.process(items)
+        cpu[s.name] = time.process_time() - t0
+    audio_s = sum(i.probe.duration_s for i in items)
+    return cpu, audio_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", default=str(REPO / ".." / "shared" / "data" / "media"))
+    ap.add_argument("--cpus", type=int, default=2, help="CPUs for the embedded Ray run")
+    ap.add_argument("--skip-ray", action="store_true")
+    args = ap.parse_args()
+    cfg = load_config(REPO / "configs" / "curate.yaml")
+    paths = [f.path for f in list_inputs(args.input)]
+
+    cpu, audio_s = run_standalone(paths, cfg)
+    stage_sum = sum(cpu.values())
+    rows = [(name, f"{sec:8.2f}", f"{audio_s / sec:10.1f}" if sec > 0 else "       inf", "") for name, sec in cpu.items()]
+    rows.append(("sum of stages", f"{stage_sum:8.2f}", f"{audio_s / stage_sum:10.1f}", "baseline"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        curate(args.input, f"{tmp}/serial", cfg, executor="serial", show_progress=False)
+        wall, cpu_used = time.perf_counter() - t0, time.process_time() - c0
+        rows.append(("job, serial executor", f"{cpu_used:8.2f}", f"{audio_s / cpu_used:10.1f}",
+                     f"{100 * (wall - stage_sum) / stage_sum:+.1f} % (wall {wall:.1f} s)"))
+        if not args.skip_ray:
+            import ray
+
+            cfg.run.local_num_cpus = args.cpus
+            t0 = time.perf_counter()
+            ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
+            startup = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            curate(args.input, f"{tmp}/ray", cfg, executor="ray", show_progress=False)
+            job = time.perf_counter() - t1
+            ray.shutdown()
+            held = job * args.cpus
+            rows.append((f"job, Ray ({args.cpus} CPUs)", f"{held:8.2f}", f"{audio_s / held:10.1f}",
+                         f"{100 * (held - stage_sum) / stage_sum:+.1f} % (wall {job:.1f} s + start-up {startup:.1f} s)"))
+
+    print(f"\ncuration on {len(paths)} inputs, {audio_s:.1f} s of audio ({args.input})\n")
+    print(f"{'':24} {'CPU s':>8} {'input s/CPU s':>14}  overhead vs sum of stages (goal < 25 %)")
+    for name, sec, rate, note in rows:
+        print(f"{name:24} {sec} {rate:>14}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""End to end on the shared media: shards, ledger, manifest, mel against a reference, idempotent re-run."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import librosa
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipeline.config import load_config
+from pipeline.run import curate
+from pipeline.schema import FRAME_RATE, SCHEMA_VERSION, SHARD_SCHEMA
+from pipeline.storage import OutputStore
+from stages.item import make_clip_id
+from stages.mel import LogMel
+from tests.conftest import REPO
+
+
+def read(out, sub):
+    return OutputStore(str(out)).read_table(sub)
+
+
+def test_shards_have_schema_v1_and_metadata(curated_serial):
+    parts = sorted((curated_serial / "shards").glob("part-*.parquet"))
+    assert parts
+    for p in parts:
+        f = pq.ParquetFile(p)
+        assert f.schema_arrow.remove_metadata() == SHARD_SCHEMA
+        meta = f.schema_arrow.metadata
+        assert int(meta[b"omnitalker.schema_version"]) == SCHEMA_VERSION
+        assert meta[b"omnitalker.frame_rate"] == b"24000/256" == FRAME_RATE.encode()
+        spec = json.loads(meta[b"omnitalker.feature_spec"])
+        assert spec["mel"]["n_mels"] == 100 and spec["mel"]["hop_length"] == 256
+        assert spec["visual"]["dim"] == 61
+        assert f.metadata.row_group(0).num_rows <= 32
+        assert f.metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_rows_equal_accepted_segments_in_manifest(curated_serial):
+    manifest = json.loads((curated_serial / "manifest.json").read_text())
+    shards = read(curated_serial, "shards")
+    sources = read(curated_serial, "sources")
+    assert shards.num_rows == manifest["clips"] == sum(sources.column("n_clips").to_pylist()) > 0
+    assert manifest["inputs"] == sources.num_rows == 10  # every media file in MANIFEST.tsv is an input
+    assert manifest["frame_rate"] == "24000/256"
+    assert manifest["hours_kept"] == pytest.approx(sum(shards.column("duration_s").to_pylist()) / 3600)
+    assert manifest["versions"]["ray"] == "2.60.0"
+    assert "vad" in manifest["models"] and "dnsmos" in manifest["models"]
+
+
+def test_every_input_is_accounted_for(curated_serial, media_manifest):
+    sources = read(curated_serial, "sources").to_pylist()
+    rejects = read(curated_serial, "rejects").to_pylist()
+    names = {r["source_path"].rsplit("/", 1)[-1] for r in sources}
+    assert {r["file"] for r in media_manifest if r["kind"] != "face_image"} == names
+    for s in sources:
+        if s["n_clips"] == 0:
+            mine = [r for r in rejects if r["source_path"] == s["source_path"]]
+            assert mine, f"{s['source_path']} kept nothing and has no ledger row"
+            assert all(r["stage"] and r["reason"] for r in mine)
+    for r in rejects:
+        if r["reason"].startswith("low_dnsmos"):
+            assert r["value"] < r["threshold"]
+            assert r["end_s"] > r["start_s"]
+
+
+def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
+    rows = read(curated_serial, "shards").to_pylist()
+    for r in rows:
+        audio, sr = sf.read(io.BytesIO(r["audio_flac"]), dtype="float32")
+        assert sr == r["sample_rate"] == 24000
+        assert len(audio) == r["end_sample"] - r["start_sample"]
+        assert r["start_s"] == r["start_sample"] / 24000
+        assert r["n_frames"] == 1 + len(audio) // 256 == len(r["mel"])
+        assert r["clip_id"] == make_clip_id(r["source_sha256"], r["start_sample"], r["end_sample"])
+        mel = np.asarray(r["mel"], np.float32)
+        S = librosa.feature.melspectrogram(y=audio, sr=24000, n_fft=1024, hop_length=256, win_length=1024,
+                                           n_mels=100, htk=True, norm=None, power=1.0, center=True,
+                                           pad_mode="reflect")
+        ref = np.log(np.maximum(S, 1e-7)).T
+        # float32 STFTs differ by ~1e-6 absolute: compare magnitudes, and logs where energy is not tiny.
+        assert np.allclose(np.exp(mel), np.exp(ref), rtol=1e-3, atol=1e-5), r["clip_id"]
+        assert np.abs(mel - ref)[ref > -7].max() < 5e-3, r["clip_id"]  # librosa builds its filters in float32
+        assert np.array_equal(mel, LogMel()(audio))  # exactly the decoded FLAC's mel
+        assert r["dnsmos_ovrl"] >= 3.0
+        assert r["text"] is None and r["visual"] is None  # filled by later stages
+        prov = json.loads(r["provenance"])
+        assert "vad" in prov["models"] and "dnsmos" in prov["models"]
+
+
+def test_scene_cut_clip_has_several_shots(curated_serial):
+    sources = {r["source_path"].rsplit("/", 1)[-1]: r for r in read(curated_serial, "sources").to_pylist()}
+    prov = json.loads(sources["face_recognition_short_hamilton_clip.mp4"]["provenance"])
+    assert prov["models"]["scene_cut"].startswith("scenedetect")
+    assert json.loads(sources["whisper_jfk.flac"]["provenance"])["skipped"]["scene_cut"].startswith("audio-only")
+
+
+def test_rerun_adds_nothing(curated_serial, media_dir):
+    before = {p.name: p.stat().st_mtime_ns for p in curated_serial.rglob("part-*.parquet")}
+    clips_before = sorted(read(curated_serial, "shards").column("clip_id").to_pylist())
+    manifest = curate(str(media_dir), str(curated_serial), load_config(REPO / "configs" / "curate.yaml"),
+                      executor="serial", show_progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in curated_serial.rglob("part-*.parquet")}
+    assert after == before  # no part rewritten, none added
+    assert sorted(read(curated_serial, "shards").column("clip_id").to_pylist()) == clips_before
+    assert manifest["runs"][-1]["new_files"] == 0 and manifest["runs"][-1]["skipped_done"] == 10
