@@ -22,6 +22,7 @@ from stages.mel import MelConfig
 from stages.probe import ProbeConfig
 from stages.scene import SceneConfig
 from stages.vad import VadConfig
+from stages.visual import VisualConfig
 
 
 @dataclass
@@ -54,6 +55,7 @@ class CurateConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     dnsmos: DnsmosConfig = field(default_factory=DnsmosConfig)
     mel: MelConfig = field(default_factory=MelConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: dict[str, StageResources] = field(default_factory=dict)
 

@@ -29,6 +29,7 @@ from stages.mel import MelStage
 from stages.probe import ProbeStage
 from stages.scene import SceneCutStage
 from stages.vad import VadSegmentStage
+from stages.visual import VisualCodesStage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         VadSegmentStage(cfg=cfg.vad),
         DnsmosStage(cfg=cfg.dnsmos),
         MelStage(cfg=cfg.mel),
+        VisualCodesStage(cfg=cfg.visual),
     ]
     return [apply_resources(s, cfg.resources.get(s.name)) for s in stages]
 

