@@ -46,8 +46,17 @@ def media_of_kind(kind: str) -> list[Path]:
 
 
 def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | None = None,
-                audio_rate: int = SR, size: tuple[int, int] = (128, 96), vfr: bool = False) -> Path:
-    """Encode a small H.264 mp4 (moving gradient) with optional AAC audio; ``vfr`` jitters frame times."""
+                audio_rate: int = SR, size: tuple[int, int] = (128, 96), vfr: bool = False,
+                image: Path | None = None) -> Path:
+    """Encode a small H.264 mp4 with optional AAC audio; ``vfr`` jitters frame times.
+
+    Frames are a moving gradient, or ``image`` (e.g. a face photo) drifting by a pixel per frame.
+    """
+    still = None
+    if image is not None:
+        import cv2
+
+        still = cv2.resize(cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB), size)
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
@@ -61,9 +70,12 @@ def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | N
         t_ms = 0.0
         n = int(seconds * fps)
         for i in range(n):
-            img = np.zeros((size[1], size[0], 3), np.uint8)
-            img[..., 0] = (np.arange(size[0])[None, :] + 3 * i) % 256
-            img[..., 1] = (i * 5) % 256
+            if still is not None:
+                img = np.ascontiguousarray(np.roll(still, (i % 8) - 4, axis=1))
+            else:
+                img = np.zeros((size[1], size[0], 3), np.uint8)
+                img[..., 0] = (np.arange(size[0])[None, :] + 3 * i) % 256
+                img[..., 1] = (i * 5) % 256
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = int(round(t_ms))
             frame.time_base = fractions.Fraction(1, 1000)
@@ -124,7 +136,8 @@ def odd_inputs(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> dic
     odd_dir.mkdir(parents=True)
     files["odd_path"] = odd_dir / "语音 clip (1).wav"
     shutil.copy(media_dir / "f5tts_basic_ref_en.wav", files["odd_path"])
-    files["vfr_generated"] = write_video(d / "vfr.mp4", 5.3, fps=25, audio=soxr.resample(speech, sr, SR), vfr=True)
+    files["vfr_generated"] = write_video(d / "vfr.mp4", 5.3, fps=25, audio=soxr.resample(speech, sr, SR), vfr=True,
+                                         size=(256, 256), image=media_dir / "sadtalker_people_0.png")
     files["vfr_shared"] = media_dir / "videoretalking_face1.mp4"
     manifest = d / "inputs.txt"
     manifest.write_text("\n".join(str(p) for p in files.values()) + "\n", encoding="utf-8")

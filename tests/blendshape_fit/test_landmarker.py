@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fractions
 import io
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ from blendshape_fit.landmarker import (
     time_origin_s,
 )
 from tests.blendshape_fit.media import MEDIA, shared_extractor
+from tests.conftest import write_video
 
 
 def source_frame_times(path: Path) -> np.ndarray:
@@ -109,27 +109,8 @@ def test_a_binary_stream_gives_the_same_landmarks_as_the_path() -> None:
     np.testing.assert_allclose(a.blendshapes, b.blendshapes, atol=1e-4)
 
 
-def write_faceless_video(path: Path, seconds: float = 1.0, fps: int = 25) -> Path:
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=fps)
-        v.width, v.height = 160, 120
-        v.pix_fmt = "yuv420p"
-        v.codec_context.time_base = fractions.Fraction(1, fps)
-        for k in range(int(seconds * fps)):
-            img = np.zeros((120, 160, 3), dtype=np.uint8)
-            img[..., 0] = (np.arange(160)[None, :] + 4 * k) % 256
-            img[..., 1] = np.arange(120)[:, None]
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = k
-            for pkt in v.encode(frame):
-                out.mux(pkt)
-        for pkt in v.encode():
-            out.mux(pkt)
-    return path
-
-
 def test_faceless_frames_are_counted_and_masked(tmp_path: Path) -> None:
-    video = write_faceless_video(tmp_path / "noface.mp4")
+    video = write_video(tmp_path / "noface.mp4", 1.0, fps=25, size=(160, 120))  # a gradient: no face
     track = shared_extractor().extract(video)
     assert track.n_frames == 30
     assert track.n_faceless == 30 and not track.face_mask.any()
