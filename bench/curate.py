@@ -12,7 +12,12 @@ manifest): its extra wall time is the pipeline's own overhead. The Ray job runs
 last on an embedded local Ray; its overhead counts the CPU capacity it held
 (wall x CPUs) against the stage work, with and without Ray's start-up.
 
-    python bench/curate.py [--input ../shared/data/media] [--cpus 2] [--skip-ray]
+    python bench/curate.py [--input ../shared/data/media] [--cpus 2] [--skip-ray] [--repeat N]
+
+``--repeat N`` curates N distinct copies of every input (a few trailing bytes
+appended, which decoders ignore, so each copy has its own sha256): fixed costs
+(Ray start-up, actor and model start-up, the probe pass) then amortize as they
+would on a real corpus.
 """
 
 from __future__ import annotations
@@ -49,13 +54,26 @@ def run_standalone(paths: list[str], cfg) -> tuple[dict[str, float], float]:
     return cpu, audio_s
 
 
+def make_copies(paths: list[str], repeat: int, folder: Path) -> str:
+    """Write ``repeat`` byte-distinct copies of each input into ``folder``; return the folder."""
+    for k in range(repeat):
+        for p in paths:
+            data = Path(p).read_bytes() + f"omnitalker-bench-copy-{k}".encode()
+            (folder / f"{k:03d}_{Path(p).name}").write_bytes(data)
+    return str(folder)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", default=str(REPO / ".." / "shared" / "data" / "media"))
     ap.add_argument("--cpus", type=int, default=2, help="CPUs for the embedded Ray run")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="distinct copies of every input to curate")
     args = ap.parse_args()
     cfg = load_config(REPO / "configs" / "curate.yaml")
+    copies = tempfile.TemporaryDirectory() if args.repeat > 1 else None
+    if copies is not None:
+        args.input = make_copies([f.path for f in list_inputs(args.input)], args.repeat, Path(copies.name))
     paths = [f.path for f in list_inputs(args.input)]
 
     cpu, audio_s = run_standalone(paths, cfg)
