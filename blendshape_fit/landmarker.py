@@ -17,7 +17,6 @@ sha256 is checked against :data:`TASK_SHA256`.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import importlib.metadata
 import math
 import weakref
@@ -28,6 +27,8 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+
+from stages.media_io import sha256_of_local
 
 TASK_FILE_NAME = "face_landmarker.task"
 TASK_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
@@ -75,18 +76,9 @@ def locate_task_file(override: str | Path | None = None) -> Path:
     )
 
 
-def hash_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_task_file(path: Path, expected_sha256: str = TASK_SHA256) -> str:
     """Check the model file's sha256; return it, or raise :class:`TaskFileError` on a mismatch."""
-    actual = hash_file(path)
+    actual = sha256_of_local(str(path))
     if actual != expected_sha256:
         raise TaskFileError(
             f"{path} has sha256 {actual[:16]}..., expected {expected_sha256[:16]}... (the "
