@@ -50,10 +50,16 @@ class Segment:
     mp_blendshapes: np.ndarray | None = None  # (n_video_frames, 52) float32 at 30 fps
     face_area_frac: float | None = None
     fit_rmse: float | None = None  # fraction of the inter-ocular distance
-    text: str | None = None
-    language: str | None = None
-    words: list[dict[str, Any]] | None = None
-    asd_score: float | None = None
+    text: str | None = None  # raw transcript (sidecar transcript when supplied, else ASR)
+    text_model: str | None = None  # normalized model text: characters (Latin) or tone pinyin (Chinese)
+    language: str | None = None  # ISO 639-1 code from ASR (or config for sidecars)
+    language_prob: float | None = None  # ASR language probability (0-1)
+    words: list[dict[str, Any]] | None = None  # [{"word", "start_s", "end_s", "prob"}], source seconds
+    speaker: str | None = None  # diarization label of the segment's single speaker; None if not run
+    track_id: int | None = None  # the active speaker's face track (FileItem.face_tracks)
+    asd_score: float | None = None  # active-speaker score of that track (scorer-specific, higher = speaking)
+    asd_lag_s: float | None = None  # seconds: best audio-visual lag (positive: video lags audio)
+    asd_scorer: str | None = None  # which ActiveSpeakerScorer produced asd_score
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,6 +79,42 @@ class Segment:
         """Build the ledger row for dropping this segment."""
         return Reject(stage=stage, reason=reason, value=value, threshold=threshold,
                       start_s=self.start_s, end_s=self.end_s, detail=detail)
+
+
+@dataclass
+class FaceTrack:
+    """One face followed through one shot, sampled at ``FileItem.face_fps``.
+
+    Times are source seconds (audio time base). Arrays have one row per sampled
+    frame of the track's span; rows where the tracker coasted (no detection)
+    hold NaN.
+    """
+
+    track_id: int
+    shot_index: int
+    times_s: np.ndarray  # (T,) float64, source seconds of the sampled frames
+    boxes: np.ndarray  # (T, 4) float32, x0 y0 x1 y1 in source pixels; NaN where missed
+    scores: np.ndarray  # (T,) float32 detector confidence; NaN where missed
+    mouth_open: np.ndarray  # (T,) float32 inner-lip gap / mouth width from landmarks; NaN if none
+    yaw_deg: np.ndarray  # (T,) float32 head yaw in degrees (0 = frontal); NaN if none
+    frame_w: int = 0  # px
+    frame_h: int = 0  # px
+    embedding: np.ndarray | None = None  # (512,) float32 mean L2-normalized ArcFace embedding, if run
+    identity_min_cos: float | None = None  # lowest cosine of a frame's embedding to the track mean, if run
+
+    @property
+    def start_s(self) -> float:
+        return float(self.times_s[0])
+
+    @property
+    def end_s(self) -> float:
+        return float(self.times_s[-1])
+
+    def area_fracs(self) -> np.ndarray:
+        """(T,) box area as a fraction of the frame area (NaN where missed)."""
+        w = self.boxes[:, 2] - self.boxes[:, 0]
+        h = self.boxes[:, 3] - self.boxes[:, 1]
+        return (w * h) / float(max(1, self.frame_w * self.frame_h))
 
 
 @dataclass
@@ -111,6 +153,10 @@ class FileItem:
     loudness_lufs: float | None = None  # integrated loudness before normalization
     gain_db: float | None = None
     shots: list[tuple[float, float]] = field(default_factory=list)  # seconds
+    vad_probs: np.ndarray | None = None  # (n,) float32 silero speech probability per 32 ms window at 16 kHz
+    face_tracks: list[FaceTrack] = field(default_factory=list)
+    face_fps: float | None = None  # Hz: the rate the face tracks were sampled at
+    sidecar_transcript: dict[str, Any] | None = None  # parsed .txt/.srt/.vtt next to the source, if any
     segments: list[Segment] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     rejected: bool = False  # the whole file is out

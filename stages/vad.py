@@ -156,6 +156,7 @@ class VadSegmentStage(Stage):
         self.setup()
         assert item.audio_16k is not None and item.audio_24k is not None
         probs = self._vad.compute_speech_probs(item.audio_16k)
+        item.vad_probs = probs
         item.record_model(self.name, self._vad.name)
         duration_s = len(item.audio_24k) / AUDIO_SR
         shots = item.shots or [(0.0, duration_s)]
