@@ -20,7 +20,7 @@ import atexit
 import importlib.metadata
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -253,6 +253,50 @@ def _close_live_extractors() -> None:
         extractor.close()
 
 
+@dataclass
+class BoxTrack:
+    """A face box over time, to pick one face among several: ``times_s`` (T,), ``boxes`` (T, 4) px x0 y0 x1 y1."""
+
+    times_s: np.ndarray
+    boxes: np.ndarray
+    min_iou: float = 0.3
+
+    def box_at(self, t_s: float) -> np.ndarray | None:
+        """The box at ``t_s`` seconds (nearest valid sample), or None if the track has no valid box."""
+        ok = np.isfinite(self.boxes).all(axis=1)
+        if not ok.any():
+            return None
+        times, boxes = self.times_s[ok], self.boxes[ok]
+        return boxes[int(np.argmin(np.abs(times - t_s)))]
+
+    def picker(self, t_s: float, width: int, height: int) -> Callable[[list[np.ndarray]], int | None]:
+        """A ``detect_rgb`` pick function for the frame at ``t_s`` of a ``width`` x ``height`` source."""
+        box = self.box_at(t_s)
+
+        def pick(faces: list[np.ndarray]) -> int | None:
+            if box is None:
+                return 0 if len(faces) == 1 else None
+            ious = [box_iou(box, landmark_box(f, width, height)) for f in faces]
+            k = int(np.argmax(ious))
+            return k if ious[k] >= self.min_iou else None
+        return pick
+
+
+def landmark_box(landmarks_norm: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pixel box x0 y0 x1 y1 of normalized landmarks."""
+    x, y = landmarks_norm[:, 0] * width, landmarks_norm[:, 1] * height
+    return np.array([x.min(), y.min(), x.max(), y.max()], dtype=np.float64)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x0 y0 x1 y1 boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 class FaceLandmarkExtractor:
     """One MediaPipe FaceLandmarker in VIDEO mode, reused across calls.
 
@@ -262,7 +306,7 @@ class FaceLandmarkExtractor:
 
     def __init__(self, task_path: str | Path | None = None, fps: float = 30.0, max_side_px: int = 960,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
+                 min_tracking_confidence: float = 0.5, num_faces: int = 1) -> None:
         from mediapipe.tasks.python.core.base_options import BaseOptions
         from mediapipe.tasks.python.vision import face_landmarker as mp_fl
         from mediapipe.tasks.python.vision.core.vision_task_running_mode import VisionTaskRunningMode
@@ -270,10 +314,11 @@ class FaceLandmarkExtractor:
         self.task_path, self.task_sha256 = resolve_task_file(task_path)
         self.fps = float(fps)
         self.max_side_px = int(max_side_px)
+        self.num_faces = int(num_faces)
         options = mp_fl.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.task_path)),
             running_mode=VisionTaskRunningMode.VIDEO,
-            num_faces=1,
+            num_faces=self.num_faces,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_presence_confidence,
             min_tracking_confidence=min_tracking_confidence,
@@ -315,30 +360,42 @@ class FaceLandmarkExtractor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def detect_rgb(self, rgb: np.ndarray, timestamp_ms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Run one frame; return normalized landmarks (478, 3), scores (52,), matrix (4, 4) or None."""
+    def detect_rgb(self, rgb: np.ndarray, timestamp_ms: int,
+                   pick: Callable[[list[np.ndarray]], int | None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Run one frame; return normalized landmarks (478, 3), scores (52,), matrix (4, 4) or None.
+
+        With several faces, ``pick`` gets every face's normalized landmarks and returns the index
+        to keep (None: none of them); without it the first face is kept.
+        """
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         result = self._landmarker.detect_for_video(image, timestamp_ms)
         if not result.face_landmarks:
             return None
-        lms = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float32)
+        faces = [np.array([(p.x, p.y, p.z) for p in f], dtype=np.float32) for f in result.face_landmarks]
+        k = pick(faces) if pick is not None else 0
+        if k is None:
+            return None
+        lms = faces[k]
         scores = np.zeros(N_MP_BLENDSHAPES, dtype=np.float32)
-        if result.face_blendshapes:
-            for k, cat in enumerate(result.face_blendshapes[0][:N_MP_BLENDSHAPES]):
-                scores[k] = cat.score
+        if len(result.face_blendshapes) > k:
+            for j, cat in enumerate(result.face_blendshapes[k][:N_MP_BLENDSHAPES]):
+                scores[j] = cat.score
         matrix = np.eye(4, dtype=np.float32)
-        if result.facial_transformation_matrixes:
-            matrix = np.asarray(result.facial_transformation_matrixes[0], dtype=np.float32).reshape(4, 4)
+        if len(result.facial_transformation_matrixes) > k:
+            matrix = np.asarray(result.facial_transformation_matrixes[k], dtype=np.float32).reshape(4, 4)
         return lms, scores, matrix
 
     def extract(self, source: str | Path | BinaryIO, start_s: float = 0.0, end_s: float | None = None,
-                max_frames: int | None = None) -> LandmarkTrack:
+                max_frames: int | None = None, target: BoxTrack | None = None) -> LandmarkTrack:
         """Detect landmarks on the ``fps`` grid over ``[start_s, end_s)`` seconds.
 
         ``end_s=None`` means the end of the video (taken from the container duration).
         ``max_frames`` caps the number of output frames (for tests and benchmarks).
+        ``target`` follows one face among several: per frame, the face whose landmark box best
+        overlaps the target's box at that time (IoU at least ``target.min_iou``), else none.
         """
         if end_s is None:
             end_s = probe_duration_s(source)
@@ -365,7 +422,8 @@ class FaceLandmarkExtractor:
                 n_decoded += 1
                 n_detected += 1
                 width, height = w, h
-                last = self.detect_rgb(rgb, int(round(i * 1000.0 / self.fps)))
+                pick = target.picker(_t, w, h) if target is not None else None
+                last = self.detect_rgb(rgb, int(round(i * 1000.0 / self.fps)), pick)
                 last_index = index
             if last is not None and index == last_index:
                 lm, sc, mat = last

@@ -1,4 +1,4 @@
-"""Shard schema v1, the rejects ledger and the sources index, in one place.
+"""Shard schema v2, the rejects ledger and the sources index, in one place.
 
 ``docs/shards.md`` documents every column. Readers must check
 ``omnitalker.schema_version`` in the file metadata before trusting a shard.
@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from stages.mel import MEL_SPEC, N_MELS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
 FRAME_RATE = "24000/256"  # Hz, exactly 93.75: mel and visual frames per second
 VISUAL_DIM = 61  # 51 blendshapes + 6 head pose + 4 eye
 MP_BLENDSHAPES_DIM = 52  # MediaPipe's own scores, at 30 fps
@@ -46,13 +46,22 @@ SHARD_SCHEMA = pa.schema([
     ("dnsmos_sig", pa.float32()),
     ("dnsmos_bak", pa.float32()),
     ("dnsmos_p808", pa.float32()),
-    # Filled by later stages; nullable in v1.
-    ("text", pa.string()),
+    # Text (ASR, fine segmentation): null only where the stage was skipped.
+    ("text", pa.string()),  # raw transcript (a sidecar transcript when supplied, else whisper)
+    ("text_model", pa.string()),  # normalized model text: characters (Latin) or tone-number pinyin (Chinese)
     ("language", pa.string()),
+    ("language_prob", pa.float32()),
+    ("text_source", pa.string()),  # sidecar | asr
+    ("sidecar_wer", pa.float32()),  # WER between the sidecar transcript and whisper; null without a sidecar
+    ("chars_per_s", pa.float32()),  # model-text letters+digits per second
     ("words", pa.list_(WORD_TYPE)),
+    ("speaker", pa.string()),  # diarization label; null where diarization was skipped (see provenance)
     ("visual", pa.list_(pa.list_(pa.float32(), VISUAL_DIM))),
     ("mp_blendshapes", pa.list_(pa.list_(pa.float32(), MP_BLENDSHAPES_DIM))),
+    ("track_id", pa.int32()),  # the active speaker's face track within the source
     ("asd_score", pa.float32()),
+    ("asd_lag_s", pa.float32()),  # seconds: best audio-visual lag (positive: video lags audio)
+    ("asd_scorer", pa.string()),  # the ActiveSpeakerScorer that produced asd_score
     ("face_area_frac", pa.float32()),
     ("fit_rmse", pa.float32()),
     ("provenance", pa.string()),  # JSON: models that ran, stages skipped and why, audio facts
@@ -109,9 +118,10 @@ class SchemaVersionError(ValueError):
 
 
 def check_shard_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
-    """Raise :class:`SchemaVersionError` naming ``path`` unless it is a v1 shard."""
+    """Raise :class:`SchemaVersionError` naming ``path`` unless it was written with ``SCHEMA_VERSION``."""
     version = (metadata or {}).get(b"omnitalker.schema_version")
     if version is None:
         raise SchemaVersionError(f"{path}: not an omnitalker shard (no omnitalker.schema_version)")
     if int(version) != SCHEMA_VERSION:
-        raise SchemaVersionError(f"{path}: schema version {int(version)}, this code reads {SCHEMA_VERSION}")
+        raise SchemaVersionError(f"{path}: schema version {int(version)}, this code reads {SCHEMA_VERSION}; "
+                                 "re-run curation into a new output folder")

@@ -77,6 +77,7 @@ def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict
     for seg in item.segments:
         clip = item.audio_24k[seg.start_sample:seg.end_sample]
         scores = seg.dnsmos or {}
+        asr = seg.extra.get("asr", {})
         prov = {"models": item.provenance.get("models", {}), "skipped": item.provenance.get("skipped", {}),
                 "audio": item.provenance.get("audio", {}), "config_hash": config_hash, **seg.extra}
         row = {
@@ -88,8 +89,12 @@ def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict
             "audio_flac": encode_flac(clip, flac_subtype),
             "dnsmos_ovrl": scores.get("ovrl"), "dnsmos_sig": scores.get("sig"),
             "dnsmos_bak": scores.get("bak"), "dnsmos_p808": scores.get("p808"),
-            "text": seg.text, "language": seg.language, "words": seg.words, "visual": seg.visual,
-            "mp_blendshapes": seg.mp_blendshapes, "asd_score": seg.asd_score,
+            "text": seg.text, "text_model": seg.text_model, "language": seg.language,
+            "language_prob": seg.language_prob, "text_source": asr.get("text_source"),
+            "sidecar_wer": asr.get("sidecar_wer"), "chars_per_s": seg.extra.get("segment", {}).get("chars_per_s"),
+            "words": seg.words, "speaker": seg.speaker, "visual": seg.visual,
+            "mp_blendshapes": seg.mp_blendshapes, "track_id": seg.track_id, "asd_score": seg.asd_score,
+            "asd_lag_s": seg.asd_lag_s, "asd_scorer": seg.asd_scorer,
             "face_area_frac": seg.face_area_frac, "fit_rmse": seg.fit_rmse,
             "provenance": json.dumps(prov, sort_keys=True, default=str),
         }

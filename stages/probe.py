@@ -6,7 +6,8 @@ audio rate (Hz) and channels. The sha256 of the file is computed by the
 pipeline's listing step (it is the resume key), so probe only checks it is set.
 
 Rejects: empty or unreadable files, files without an audio stream, files
-shorter than ``min_duration_s``.
+without a video stream (unless ``require_video`` is off), files shorter than
+``min_duration_s``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ProbeConfig:
     min_duration_s: float = 1.0  # seconds: shorter inputs are rejected as too_short
     vfr_packets: int = 600  # video packets read to decide constant vs variable frame rate
     vfr_tolerance: float = 0.02  # relative spread of frame intervals above which a stream is VFR
+    require_video: bool = True  # audio-only inputs are rejected (no_video): every clip needs a visible speaker
 
 
 def detect_variable_frame_rate(pts_s: np.ndarray, tolerance: float) -> bool:
@@ -133,6 +135,9 @@ class ProbeStage(Stage):
         if not info.has_audio:
             item.reject_file(Reject(stage=self.name, reason="no_audio", value=0.0,
                                     detail="no audio stream"))
+        elif self.cfg.require_video and not info.has_video:
+            item.reject_file(Reject(stage=self.name, reason="no_video", value=0.0,
+                                    detail="no video stream (probe.require_video is true)"))
         elif info.duration_s < self.cfg.min_duration_s:
             item.reject_file(Reject(stage=self.name, reason="too_short", value=info.duration_s,
                                     threshold=self.cfg.min_duration_s,

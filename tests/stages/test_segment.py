@@ -1,0 +1,123 @@
+"""Fine segmentation on word timings: sentence cuts, packing, bounds and the ledgered filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.item import AUDIO_SR, FileItem, Segment
+from stages.segment import (
+    FineSegmentStage,
+    SegmentConfig,
+    count_model_chars,
+    cut_segment,
+    pack_clips,
+    split_long,
+    split_sentences,
+)
+
+
+def make_words(spec: list[tuple[str, float, float]]) -> list[dict]:
+    return [{"word": f" {w}", "start_s": s, "end_s": e, "prob": 0.9} for w, s, e in spec]
+
+
+def steady_words(start_s: float, n: int, step_s: float = 0.4, text: str = "word", end_every: int = 0) -> list[dict]:
+    spec = []
+    for i in range(n):
+        w = text + ("." if end_every and (i + 1) % end_every == 0 else "")
+        spec.append((w, start_s + i * step_s, start_s + i * step_s + step_s * 0.8))
+    return make_words(spec)
+
+
+def parent(start_s: float, end_s: float, words: list[dict], language: str = "en", prob: float = 0.99) -> Segment:
+    seg = Segment(start_sample=int(start_s * AUDIO_SR), end_sample=int(end_s * AUDIO_SR), shot_index=2)
+    seg.words, seg.language, seg.language_prob = words, language, prob
+    seg.text = "".join(w["word"] for w in words).strip()
+    seg.extra = {"asr": {"text_source": "asr"}}
+    return seg
+
+
+def test_sentences_end_at_punctuation_and_long_pauses():
+    words = make_words([("Hello", 0.0, 0.3), ("there.", 0.35, 0.7), ("How", 0.8, 1.0), ("are", 1.05, 1.2),
+                        ("you", 2.5, 2.8)])
+    sentences = split_sentences(words, SegmentConfig(max_word_gap_s=0.6))
+    assert [[w["word"].strip() for w in s] for s in sentences] == [["Hello", "there."], ["How", "are"], ["you"]]
+
+
+def test_long_run_splits_at_the_longest_pause_under_the_limit():
+    words = steady_words(0.0, 50, step_s=0.4) + steady_words(20.5, 50, step_s=0.4)  # 1 s pause at ~20 s
+    pieces = split_long(words, 30.0)
+    assert len(pieces) == 2 and pieces[0][-1]["start_s"] < 20.0 < pieces[1][0]["start_s"]
+    assert all(p[-1]["end_s"] - p[0]["start_s"] <= 30.0 for p in pieces)
+
+
+def test_short_sentences_are_joined_up_to_the_minimum():
+    words = steady_words(0.0, 30, step_s=0.4, end_every=3)  # 1.2 s sentences
+    clips = pack_clips(split_sentences(words, SegmentConfig()), SegmentConfig(min_clip_s=3.0, max_clip_s=30.0))
+    spans = [c[-1]["end_s"] - c[0]["start_s"] for c in clips]
+    assert all(s >= 3.0 for s in spans) and all(s <= 30.0 for s in spans)
+    assert sum(len(c) for c in clips) == 30
+
+
+def test_clip_bounds_stay_inside_the_vad_segment_and_split_pauses_at_the_middle():
+    words = steady_words(1.0, 10, end_every=10) + steady_words(6.0, 10, end_every=10)
+    p = parent(0.9, 10.0, words)
+    clips = cut_segment(p, SegmentConfig(min_clip_s=3.0, pad_s=0.2), n_samples=20 * AUDIO_SR)
+    assert len(clips) == 2
+    assert clips[0].start_s == pytest.approx(0.9)  # clamped to the VAD segment
+    assert clips[1].end_s == pytest.approx(10.0, abs=1e-4)  # 9.92 + 0.2 clamped
+    assert clips[0].end_s <= clips[1].start_s
+    assert clips[0].end_s == pytest.approx(words[9]["end_s"] + 0.2, abs=1e-4)
+    assert all(c.shot_index == 2 for c in clips)
+    assert clips[0].text.startswith("word") and clips[0].text_model
+
+
+def test_whole_segment_keeps_its_sidecar_text():
+    words = steady_words(0.0, 12)
+    p = parent(0.0, 5.0, words)
+    p.text = "The supplied transcript."
+    p.extra["asr"]["text_source"] = "sidecar"
+    clips = cut_segment(p, SegmentConfig(), n_samples=10 * AUDIO_SR)
+    assert len(clips) == 1 and clips[0].text == "The supplied transcript."
+    assert clips[0].extra["asr"]["text_source"] == "sidecar"
+    assert p.extra["asr"]["text_source"] == "sidecar"  # the parent's dict is not shared
+
+
+@pytest.mark.parametrize(("words", "language", "prob", "reason"), [
+    (steady_words(0.0, 4), "en", 0.99, "too_short"),
+    (steady_words(0.0, 10, text="w"), "en", 0.99, "chars_per_s_low"),
+    (steady_words(0.0, 10, text="supercalifragilistic"), "en", 0.99, "chars_per_s_high"),
+    (steady_words(0.0, 10), "fr", 0.99, "language_not_allowed"),
+    (steady_words(0.0, 10), "en", 0.3, "language_prob"),
+])
+def test_filters_ledger_the_measured_value(words, language, prob, reason):
+    item = FileItem(source_path="x.mp4", audio_24k=np.zeros(20 * AUDIO_SR, np.float32))
+    item.segments = [parent(0.0, words[-1]["end_s"] + 0.1, words, language, prob)]
+    FineSegmentStage().process([item])
+    assert not item.segments and not item.rejected
+    (rej,) = item.rejects
+    assert rej.stage == "segment" and rej.reason == reason
+    assert rej.start_s is not None and rej.end_s is not None
+    if reason != "language_not_allowed":
+        assert rej.value is not None and rej.threshold is not None
+
+
+def test_good_segment_passes_with_chars_per_second_recorded():
+    words = steady_words(0.0, 12, text="hello")  # 5 letters per 0.4 s = 12.5 cps
+    item = FileItem(source_path="x.mp4", audio_24k=np.zeros(20 * AUDIO_SR, np.float32))
+    item.segments = [parent(0.0, 5.0, words)]
+    FineSegmentStage().process([item])
+    (seg,) = item.segments
+    assert 9.0 < seg.extra["segment"]["chars_per_s"] < 14.0
+
+
+def test_segment_without_words_is_ledgered():
+    item = FileItem(source_path="x.mp4", audio_24k=np.zeros(20 * AUDIO_SR, np.float32))
+    item.segments = [parent(0.0, 5.0, [])]
+    FineSegmentStage().process([item])
+    assert [r.reason for r in item.rejects] == ["no_words"]
+
+
+def test_count_model_chars_ignores_spaces_and_punctuation():
+    assert count_model_chars("Hi, there!") == 7
+    assert count_model_chars("dui4 zhe4") == 8
