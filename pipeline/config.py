@@ -16,11 +16,15 @@ from typing import Any
 
 import yaml
 
+from stages.asd import AsdConfig
+from stages.asr import AsrConfig
 from stages.audio import AudioConfig
 from stages.dnsmos import DnsmosConfig
+from stages.faces import FacesConfig
 from stages.mel import MelConfig
 from stages.probe import ProbeConfig
 from stages.scene import SceneConfig
+from stages.segment import SegmentConfig
 from stages.vad import VadConfig
 from stages.visual import VisualConfig
 
@@ -53,7 +57,11 @@ class CurateConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     dnsmos: DnsmosConfig = field(default_factory=DnsmosConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    asd: AsdConfig = field(default_factory=AsdConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     run: RunConfig = field(default_factory=RunConfig)

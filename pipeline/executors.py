@@ -21,13 +21,18 @@ import numpy as np
 from pipeline.config import CurateConfig, StageResources
 from pipeline.storage import OutputStore
 from pipeline.writer import CommitSummary, commit_items
+from stages.asd import AsdStage
+from stages.asr import AsrStage
 from stages.audio import StandardizeAudioStage
 from stages.base import Resources, Stage
 from stages.dnsmos import DnsmosStage
+from stages.face_filter import FaceFilterStage
+from stages.faces import FaceTrackStage
 from stages.item import FileItem
 from stages.mel import MelStage
 from stages.probe import ProbeStage
 from stages.scene import SceneCutStage
+from stages.segment import FineSegmentStage
 from stages.vad import VadSegmentStage
 from stages.visual import VisualCodesStage
 
@@ -52,7 +57,12 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         StandardizeAudioStage(cfg=cfg.audio),
         SceneCutStage(cfg=cfg.scene),
         VadSegmentStage(cfg=cfg.vad),
+        AsrStage(cfg=cfg.asr),
+        FineSegmentStage(cfg=cfg.segment),
         DnsmosStage(cfg=cfg.dnsmos),
+        FaceTrackStage(cfg=cfg.faces),
+        AsdStage(cfg=cfg.asd),
+        FaceFilterStage(cfg=cfg.segment),
         MelStage(cfg=cfg.mel),
         VisualCodesStage(cfg=cfg.visual),
     ]

@@ -131,7 +131,6 @@ class DnsmosStage(Stage):
             else:
                 keep.append(seg)
         item.drop_segments(keep, dropped)
-        item.audio_16k = None  # no later stage needs the 16 kHz copy
 
 
 def main(argv: list[str] | None = None) -> None:

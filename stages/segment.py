@@ -45,6 +45,7 @@ class SegmentConfig:
     max_word_gap_s: float = 0.6  # seconds: a longer pause between words ends a sentence
     sentence_end_chars: str = ".?!。？！…"  # a word ending in one of these ends a sentence
     pad_s: float = 0.2  # seconds kept before the first and after the last word (within the VAD segment)
+    max_join_gap_s: float = 1.0  # seconds: VAD segments of one shot closer than this are cut as one span
     min_chars_per_s: float = 4.0  # model-text letters+digits per second; slower clips are rejected
     max_chars_per_s: float = 25.0  # model-text letters+digits per second; faster clips are rejected
     allowed_languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # ISO 639-1; empty = any
@@ -93,7 +94,8 @@ def pack_clips(sentences: list[list[Word]], cfg: SegmentConfig) -> list[list[Wor
     # A short tail joins its predecessor when it fits.
     if len(clips) > 1 and span_s(clips[-1]) < cfg.min_clip_s \
             and clips[-1][-1]["end_s"] - clips[-2][0]["start_s"] <= cfg.max_clip_s:
-        clips[-2] = clips[-2] + clips.pop()
+        tail = clips.pop()
+        clips[-1] = clips[-1] + tail
     return clips
 
 
@@ -176,6 +178,34 @@ def check_clip(seg: Segment, cfg: SegmentConfig, stage: str) -> Reject | None:
     return None
 
 
+def join_vad_segments(segments: list[Segment], max_gap_s: float) -> list[Segment]:
+    """Merge consecutive VAD segments of one shot and language whose pause is under ``max_gap_s`` seconds.
+
+    VAD closes a region at any pause longer than its merge gap, which often leaves one
+    sentence in pieces shorter than ``min_clip_s``; cutting the joined span at sentence
+    boundaries recovers them. The joined segment's words, text and time span cover all parts.
+    """
+    out: list[Segment] = []
+    for seg in sorted(segments, key=lambda s: s.start_sample):
+        prev = out[-1] if out else None
+        if (prev is not None and seg.shot_index == prev.shot_index and seg.language == prev.language
+                and seg.start_s - prev.end_s < max_gap_s):
+            merged = Segment(start_sample=prev.start_sample, end_sample=max(prev.end_sample, seg.end_sample),
+                             shot_index=prev.shot_index)
+            merged.language = prev.language
+            probs = [p for p in (prev.language_prob, seg.language_prob) if p is not None]
+            merged.language_prob = min(probs) if probs else None
+            merged.speaker = prev.speaker if prev.speaker == seg.speaker else None
+            merged.words = list(prev.words or []) + list(seg.words or [])
+            merged.text = " ".join(t for t in (prev.text, seg.text) if t)
+            merged.extra = {k: (dict(v) if isinstance(v, dict) else v) for k, v in prev.extra.items()}
+            merged.extra["joined_vad_segments"] = prev.extra.get("joined_vad_segments", 1) + 1
+            out[-1] = merged
+        else:
+            out.append(seg)
+    return out
+
+
 def cut_segment(parent: Segment, cfg: SegmentConfig, n_samples: int) -> list[Segment]:
     """Cut one VAD segment with words into clips (unfiltered)."""
     words = sorted((w for w in parent.words or [] if w["end_s"] > w["start_s"]), key=lambda w: w["start_s"])
@@ -198,7 +228,7 @@ class FineSegmentStage(Stage):
         n = len(item.audio_24k) if item.audio_24k is not None else max(s.end_sample for s in item.segments)
         keep: list[Segment] = []
         dropped: list[Reject] = []
-        for parent in item.segments:
+        for parent in join_vad_segments(item.segments, self.cfg.max_join_gap_s):
             clips = cut_segment(parent, self.cfg, n)
             if not clips:
                 dropped.append(parent.reject(self.name, "no_words", 0.0, None, detail="ASR gave no timed words"))

@@ -121,3 +121,23 @@ def test_segment_without_words_is_ledgered():
 def test_count_model_chars_ignores_spaces_and_punctuation():
     assert count_model_chars("Hi, there!") == 7
     assert count_model_chars("dui4 zhe4") == 8
+
+
+def test_close_vad_segments_of_one_shot_are_joined_before_cutting():
+    a = parent(0.0, 2.0, steady_words(0.1, 4, text="hello"))
+    b = parent(2.6, 4.6, steady_words(2.7, 4, text="world"))
+    c = parent(6.5, 9.0, steady_words(6.6, 5, text="later"))  # 1.9 s pause: not joined
+    item = FileItem(source_path="x.mp4", audio_24k=np.zeros(20 * AUDIO_SR, np.float32))
+    item.segments = [a, b, c]
+    FineSegmentStage(cfg=SegmentConfig(min_clip_s=2.5)).process([item])
+    assert len(item.segments) == 1
+    (seg,) = item.segments
+    assert seg.start_s == pytest.approx(0.0) and seg.end_s <= 4.6 + 1e-6
+    assert "hello" in seg.text and "world" in seg.text
+    assert [r.reason for r in item.rejects] == ["too_short"]  # c alone is 2.5 s of words minus padding
+
+
+def test_a_short_tail_sentence_joins_the_clip_before_it():
+    words = steady_words(0.0, 10, end_every=10) + steady_words(4.5, 3, end_every=3)  # 3.9 s + 1.1 s sentences
+    clips = pack_clips(split_sentences(words, SegmentConfig()), SegmentConfig(min_clip_s=3.0))
+    assert len(clips) == 1 and len(clips[0]) == 13

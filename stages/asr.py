@@ -1,0 +1,220 @@
+"""asr: whisper transcripts with word times for every segment, plus sidecar transcripts.
+
+Each VAD segment's 16 kHz audio is transcribed on its own (whisper's own VAD
+off, ``condition_on_previous_text`` off, beam search with whisper's default
+temperature fallback). The stage fills, per segment:
+
+* ``seg.text``: the raw transcript: the sidecar's text when the source has a
+  ``.srt``/``.vtt``/``.txt`` next to it (see ``stages/transcripts.py``), else
+  whisper's;
+* ``seg.text_model``: ``text_norm.normalize_for_model`` of it (characters,
+  or tone pinyin for Chinese);
+* ``seg.language`` / ``seg.language_prob``: whisper's detection (the
+  probability is None for an English-only model or a forced language);
+* ``seg.words``: ``[{"word", "start_s", "end_s", "prob"}]`` in SOURCE seconds,
+  always from whisper (also when the text comes from a sidecar);
+* ``seg.extra["asr"]``: ``avg_logprob``, ``no_speech_prob``,
+  ``compression_ratio``, ``asr_text`` (whisper's text), ``text_source``
+  ("sidecar" | "asr") and ``sidecar_wer`` (WER of whisper against the
+  sidecar, CER for Chinese; None without a sidecar).
+
+Segments where whisper finds no words, or whose no-speech probability is
+above ``max_no_speech_prob`` (whisper's "you" on silence), are rejected as
+``no_text``. Language filtering (``segment.allowed_languages``,
+``segment.min_language_prob``) is left to the fine segmentation stage; this stage
+only records language and probability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stages.base import Resources, Stage
+from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject, Segment
+from stages.text_norm import compute_wer, normalize_for_model
+from stages.transcripts import align_text_to_segments, assign_cues_to_segments, load_sidecar
+from stages.whisper_backends import AsrResult, AsrWord, BackendOptions, WhisperBackend, load_backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AsrConfig:
+    backend: str = "faster-whisper"  # "faster-whisper" | "openai-whisper"
+    model_path: str | None = None  # local model: CTranslate2 dir (faster-whisper) or .pt file (openai-whisper)
+    model_name: str | None = None  # e.g. "large-v3": from the model cache, downloaded where a network exists
+    download_root: str | None = None  # cache folder for model_name; None: the library's default
+    allow_download: bool = True  # False: model_name must already be in the cache
+    language: str | None = None  # ISO 639-1 to force (e.g. "zh"); None: detect per segment
+    multilingual: bool = False  # True: fail at setup unless the model is multilingual (not tiny.en)
+    device: str = "auto"  # "auto" (CUDA if present) | "cpu" | "cuda"
+    compute_type: str = "auto"  # "auto": int8 on CPU, float16 on GPU; or any CTranslate2 compute type
+    beam_size: int = 5  # beam width at temperature 0
+    num_threads: int = 1  # CPU threads per actor
+    word_timestamps: bool = True  # word times from cross-attention alignment
+    max_no_speech_prob: float = 0.9  # 0-1: above this whisper's words are taken as hallucinated (no_text)
+    use_sidecar: bool = True  # read <stem>.srt/.vtt/.txt next to the source as the transcript
+    neutral_tone_with_five: bool = False  # pinyin neutral tone as "5" (False: no digit, as F5-TTS)
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(
+            backend=self.backend, model_path=self.model_path, model_name=self.model_name,
+            download_root=self.download_root, allow_download=self.allow_download, language=self.language,
+            require_multilingual=self.multilingual, device=self.device, compute_type=self.compute_type,
+            beam_size=self.beam_size, num_threads=self.num_threads, word_timestamps=self.word_timestamps)
+
+
+def slice_audio_16k(audio_16k: np.ndarray, seg: Segment) -> np.ndarray:
+    """The 16 kHz samples of ``seg`` (bounds converted from 24 kHz sample indices)."""
+    return audio_16k[seg.start_sample * MODEL_SR // AUDIO_SR: seg.end_sample * MODEL_SR // AUDIO_SR]
+
+
+def convert_words_to_source(words: list[AsrWord], offset_s: float, duration_s: float) -> list[dict[str, Any]]:
+    """Word dicts in source seconds, clamped inside ``[offset_s, offset_s + duration_s]`` and monotonic."""
+    out: list[dict[str, Any]] = []
+    prev_start = 0.0
+    for w in words:
+        start = min(max(w.start_s, prev_start, 0.0), duration_s)
+        end = min(max(w.end_s, start), duration_s)
+        prev_start = start
+        out.append({"word": w.word, "start_s": round(offset_s + start, 3), "end_s": round(offset_s + end, 3),
+                    "prob": round(w.prob, 4)})
+    return out
+
+
+def match_sidecar_texts(sidecar: dict[str, Any] | None, segments: list[Segment], results: list[AsrResult],
+                        language: str | None) -> list[str]:
+    """The sidecar text of each segment ('' where the sidecar says nothing for it)."""
+    if not sidecar or not sidecar.get("cues"):
+        return [""] * len(segments)
+    cues = sidecar["cues"]
+    if cues[0]["start_s"] is not None:
+        return assign_cues_to_segments(cues, [(s.start_s, s.end_s) for s in segments])
+    text = " ".join(c["text"] for c in cues)
+    return align_text_to_segments(text, [[w.word for w in r.words] for r in results], language)
+
+
+@dataclass
+class AsrStage(Stage):
+    name: str = "asr"
+    cfg: AsrConfig = field(default_factory=AsrConfig)
+    uses_actor: bool = True
+    resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
+    _backend: WhisperBackend | None = field(default=None, repr=False)
+
+    def setup(self) -> None:
+        if self._backend is None:
+            self._backend = load_backend(self.cfg.backend_options())
+
+    def read_sidecar(self, item: FileItem) -> dict[str, Any] | None:
+        """The parsed sidecar (cached on the item); a broken sidecar is noted and ignored."""
+        if not self.cfg.use_sidecar:
+            return None
+        if item.sidecar_transcript is None:
+            try:
+                item.sidecar_transcript = load_sidecar(item.source_path)
+            except (OSError, ValueError, UnicodeError) as exc:
+                log.warning("asr: ignoring sidecar of %s: %s", item.source_path, exc)
+                item.provenance["sidecar_error"] = f"{type(exc).__name__}: {exc}"
+        return item.sidecar_transcript
+
+    def process_item(self, item: FileItem) -> None:
+        self.setup()
+        backend = self._backend
+        item.record_model(self.name, backend.model_id)
+        audio_16k = item.audio_16k
+        if audio_16k is None:  # an earlier stage released it: rebuild from the 24 kHz copy
+            from stages.audio import resample_to
+
+            assert item.audio_24k is not None, "asr needs item.audio_24k or item.audio_16k"
+            audio_16k = resample_to(item.audio_24k, AUDIO_SR, MODEL_SR)
+        results = [backend.transcribe(slice_audio_16k(audio_16k, seg), self.cfg.language) for seg in item.segments]
+        sidecar = self.read_sidecar(item)
+        side_lang = self.cfg.language or next((r.language for r in results if r.language), None)
+        side_texts = match_sidecar_texts(sidecar, item.segments, results, side_lang)
+        if sidecar:
+            item.provenance["sidecar"] = {"path": sidecar["path"], "format": sidecar["format"]}
+        keep: list[Segment] = []
+        dropped: list[Reject] = []
+        for seg, res, side in zip(item.segments, results, side_texts, strict=True):
+            self.fill_segment(seg, res, side)
+            has_words = bool(res.words) if self.cfg.word_timestamps else bool(res.text)
+            side_note = f"; sidecar text: {side[:80]!r}" if side else ""
+            if not has_words:
+                dropped.append(seg.reject(self.name, "no_text", 0.0, None, "whisper found no words" + side_note))
+            elif res.no_speech_prob is not None and res.no_speech_prob > self.cfg.max_no_speech_prob:
+                dropped.append(seg.reject(self.name, "no_text", res.no_speech_prob, self.cfg.max_no_speech_prob,
+                                          f"no-speech probability too high, words {res.text[:40]!r} taken as "
+                                          "hallucinated (value: no_speech_prob)" + side_note))
+            else:
+                keep.append(seg)
+        item.drop_segments(keep, dropped)
+
+    def fill_segment(self, seg: Segment, res: AsrResult, sidecar_text: str) -> None:
+        """Write text, language, words and ASR statistics of one segment."""
+        language = self.cfg.language or res.language
+        seg.language = language
+        seg.language_prob = res.language_prob
+        seg.words = convert_words_to_source(res.words, seg.start_s, seg.duration_s)
+        seg.text = sidecar_text or res.text
+        seg.text_model = normalize_for_model(seg.text, language, self.cfg.neutral_tone_with_five)
+        seg.extra["asr"] = {
+            "asr_text": res.text,
+            "avg_logprob": res.avg_logprob,
+            "no_speech_prob": res.no_speech_prob,
+            "compression_ratio": res.compression_ratio,
+            "language_detected": res.language_prob is not None,
+            "text_source": "sidecar" if sidecar_text else "asr",
+            "sidecar_wer": compute_wer(sidecar_text, res.text, language) if sidecar_text else None,
+        }
+
+
+def describe_segment(seg: Segment) -> dict[str, Any]:
+    return {"start_s": round(seg.start_s, 3), "end_s": round(seg.end_s, 3), "text": seg.text,
+            "text_model": seg.text_model, "language": seg.language, "language_prob": seg.language_prob,
+            "asr": seg.extra.get("asr"), "words": seg.words}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stages.asr FILE``: transcribe one file (whole file, or VAD segments) and print JSON."""
+    from stages.audio import AudioConfig, decode_mono, standardize
+
+    ap = argparse.ArgumentParser(prog="python -m stages.asr", description=main.__doc__)
+    ap.add_argument("file")
+    ap.add_argument("--backend", default="faster-whisper", choices=["faster-whisper", "openai-whisper"])
+    ap.add_argument("--model-path", default=None)
+    ap.add_argument("--model-name", default=None)
+    ap.add_argument("--language", default=None)
+    ap.add_argument("--beam-size", type=int, default=5)
+    ap.add_argument("--vad", action="store_true", help="transcribe silero-vad segments instead of the whole file")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    samples, rate, _ = decode_mono(args.file)
+    a24, a16, _, _ = standardize(samples, rate, AudioConfig())
+    item = FileItem(source_path=args.file, audio_24k=a24, audio_16k=a16)
+    if args.vad:
+        from stages.vad import VadSegmentStage
+
+        VadSegmentStage().process_item(item)
+    else:
+        item.segments = [Segment(start_sample=0, end_sample=len(a24))]
+    cfg = AsrConfig(backend=args.backend, model_path=args.model_path, model_name=args.model_name,
+                    language=args.language, beam_size=args.beam_size)
+    stage = AsrStage(cfg=cfg)
+    if not item.rejected:
+        stage.process_item(item)
+    print(json.dumps({"file": args.file, "model": item.provenance["models"].get("asr"),
+                      "sidecar": item.provenance.get("sidecar"),
+                      "segments": [describe_segment(s) for s in item.segments],
+                      "rejects": [r.__dict__ for r in item.rejects]}, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
