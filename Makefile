@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# torch first, pinned to the local CPU wheel: nothing later may pull a CUDA build.
 	$(PIP) install -q $(PIN) torch==2.13.0
 	$(PIP) install -q $(PIN) -e '.[dev]'
+	# Two packages without one requirement each (their other requirements are in pyproject.toml):
+	# pyannote-audio without torchcodec (CUDA-linked; only decodes files, we pass waveforms) and
+	# openai-whisper without triton (CUDA kernels only). docs/diarization.md explains.
+	$(PIP) install -q $(PIN) --no-deps pyannote-audio==4.0.7 openai-whisper==20250625
 	$(PY) -c "import torch, ray, av, pyarrow, mediapipe; assert not torch.version.cuda, 'CUDA torch installed'"
+	$(PY) -c "import importlib.util as u; assert not [m for m in ('torchcodec', 'triton') if u.find_spec(m)], 'torchcodec/triton installed'"
+	$(PY) -c "from stages.diarize import import_pyannote; import_pyannote(); import whisper, faster_whisper"
 	touch $(STAMP)
 
 setup: $(STAMP)

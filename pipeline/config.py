@@ -19,6 +19,7 @@ import yaml
 from stages.asd import AsdConfig
 from stages.asr import AsrConfig
 from stages.audio import AudioConfig
+from stages.diarize import DiarizeConfig
 from stages.dnsmos import DnsmosConfig
 from stages.faces import FacesConfig
 from stages.mel import MelConfig
@@ -57,6 +58,7 @@ class CurateConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     vad: VadConfig = field(default_factory=VadConfig)
+    diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     dnsmos: DnsmosConfig = field(default_factory=DnsmosConfig)

@@ -25,6 +25,7 @@ from stages.asd import AsdStage
 from stages.asr import AsrStage
 from stages.audio import StandardizeAudioStage
 from stages.base import Resources, Stage
+from stages.diarize import DiarizeStage
 from stages.dnsmos import DnsmosStage
 from stages.face_filter import FaceFilterStage
 from stages.faces import FaceTrackStage
@@ -57,6 +58,7 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         StandardizeAudioStage(cfg=cfg.audio),
         SceneCutStage(cfg=cfg.scene),
         VadSegmentStage(cfg=cfg.vad),
+        DiarizeStage(cfg=cfg.diarize),
         AsrStage(cfg=cfg.asr),
         FineSegmentStage(cfg=cfg.segment),
         DnsmosStage(cfg=cfg.dnsmos),

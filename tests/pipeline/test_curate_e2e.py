@@ -24,7 +24,7 @@ def read(out, sub):
     return OutputStore(str(out)).read_table(sub)
 
 
-def test_shards_have_schema_v1_and_metadata(curated_serial):
+def test_shards_have_schema_v2_and_metadata(curated_serial):
     parts = sorted((curated_serial / "shards").glob("part-*.parquet"))
     assert parts
     for p in parts:
@@ -87,26 +87,49 @@ def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
         assert np.abs(mel - ref)[ref > -7].max() < 5e-3, r["clip_id"]  # librosa builds its filters in float32
         assert np.array_equal(mel, LogMel()(audio))  # exactly the decoded FLAC's mel
         assert r["dnsmos_ovrl"] >= 3.0
-        assert r["text"] is None and r["asd_score"] is None  # filled by later stages
-        has_video = not r["source_path"].endswith((".wav", ".flac"))
-        if has_video:  # visual codes on the same 93.75 Hz grid as the mel
-            visual = np.asarray(r["visual"], np.float32)
-            assert visual.shape == (r["n_frames"], 61) and np.isfinite(visual).all()
-            assert 0.0 <= visual[:, :51].min() and visual[:, :51].max() <= 1.0
-            assert r["fit_rmse"] <= 0.05 and 0.0 < r["face_area_frac"] < 1.0
-            assert len(r["mp_blendshapes"]) == pytest.approx(r["duration_s"] * 30, abs=2)
-        else:
-            assert r["visual"] is None
+        # Text, speaker and fine segmentation (#4): a visible person speaking one clean sentence.
+        assert r["text"] and r["text_model"] and r["language"] == "en" and r["text_source"] == "asr"
+        assert 3.0 <= r["duration_s"] <= 30.0 and 4.0 <= r["chars_per_s"] <= 25.0
+        assert r["words"] and all(r["start_s"] - 1e-6 <= w["start_s"] <= w["end_s"] <= r["end_s"] + 1e-6
+                                  for w in r["words"])
+        assert r["asd_score"] >= 0.3 and r["asd_scorer"].startswith("classical") and r["track_id"] is not None
+        assert abs(r["asd_lag_s"]) <= 0.2 + 1e-6
+        visual = np.asarray(r["visual"], np.float32)  # visual codes on the same 93.75 Hz grid as the mel
+        assert visual.shape == (r["n_frames"], 61) and np.isfinite(visual).all()
+        assert 0.0 <= visual[:, :51].min() and visual[:, :51].max() <= 1.0
+        assert r["fit_rmse"] <= 0.05 and 0.0 < r["face_area_frac"] < 1.0
+        assert len(r["mp_blendshapes"]) == pytest.approx(r["duration_s"] * 30, abs=2)
         prov = json.loads(r["provenance"])
-        assert "vad" in prov["models"] and "dnsmos" in prov["models"]
-        assert ("visual" in prov["models"]) == has_video
+        for stage in ("vad", "asr", "dnsmos", "faces", "asd", "visual"):
+            assert stage in prov["models"], stage
+        assert "diarize" in prov["skipped"]  # no pyannote weights offline: skipped, and said so
 
 
-def test_scene_cut_clip_has_several_shots(curated_serial):
+def test_talking_videos_give_clips_and_every_drop_is_explained(curated_serial, media_manifest):
+    rows = read(curated_serial, "shards").to_pylist()
+    talking = {r["file"] for r in media_manifest if r["kind"] == "talking_video"}
+    kept_from = {r["source_path"].rsplit("/", 1)[-1] for r in rows}
+    assert len(kept_from & talking) >= 3 and kept_from <= talking
+    rejects = read(curated_serial, "rejects").to_pylist()
+    for name in talking - kept_from:  # a talking video without clips says why, stage by stage
+        reasons = {(r["stage"], r["reason"]) for r in rejects if r["source_path"].endswith(name)}
+        assert reasons, name
+    # Audio-only inputs are out at probe: every clip needs a visible speaker.
+    for r in media_manifest:
+        if r["kind"] == "speech":
+            (row,) = [x for x in rejects if x["source_path"].endswith(r["file"])]
+            assert (row["stage"], row["reason"]) == ("probe", "no_video")
+
+
+def test_scene_cut_clip_is_rejected_with_reasons(curated_serial):
     sources = {r["source_path"].rsplit("/", 1)[-1]: r for r in read(curated_serial, "sources").to_pylist()}
-    prov = json.loads(sources["face_recognition_short_hamilton_clip.mp4"]["provenance"])
-    assert prov["models"]["scene_cut"].startswith("scenedetect")
-    assert json.loads(sources["whisper_jfk.flac"]["provenance"])["skipped"]["scene_cut"].startswith("audio-only")
+    hamilton = sources["face_recognition_short_hamilton_clip.mp4"]
+    assert json.loads(hamilton["provenance"])["models"]["scene_cut"].startswith("scenedetect")
+    rejects = [r for r in read(curated_serial, "rejects").to_pylist() if r["source_path"].endswith("hamilton_clip.mp4")]
+    segs = [r for r in rejects if r["start_s"] is not None]
+    assert hamilton["kept_s"] <= 0.25 * hamilton["duration_s"]  # rap over piano, several people: mostly out
+    assert sum(r["duration_s"] for r in segs) >= 0.5 * hamilton["duration_s"]
+    assert all(r["value"] is not None for r in segs if r["reason"] != "language_not_allowed")
 
 
 def test_rerun_adds_nothing(curated_serial, media_dir):
