@@ -99,6 +99,53 @@ def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | N
     return path
 
 
+def write_vfr_copy(src: Path, dst: Path, seconds: float, size: tuple[int, int] = (256, 256),
+                   keep_prob: float = 0.7, seed: int = 0) -> Path:
+    """Re-encode the first ``seconds`` of a talking video with random frames dropped (VFR).
+
+    Kept frames keep their original presentation time, so the variable-rate copy stays in
+    sync with its audio (a real face really speaking, unlike a looped photo).
+    """
+    from stages.audio import decode_mono
+
+    audio, rate, _ = decode_mono(str(src))
+    audio = audio[: int(seconds * rate)]
+    rng = np.random.default_rng(seed)
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height = size
+        v.pix_fmt = "yuv420p"
+        v.codec_context.time_base = fractions.Fraction(1, 1000)
+        a = out.add_stream("aac", rate=rate)
+        a.layout = "mono"
+        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
+        for i, frame in enumerate(inp.decode(vin)):
+            t = float(frame.pts * vin.time_base) - origin
+            if t >= seconds:
+                break
+            if i > 0 and rng.uniform() > keep_prob:
+                continue
+            img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = int(round(t * 1000))
+            f.time_base = fractions.Fraction(1, 1000)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        hop = 1024
+        for k in range(0, len(audio), hop):
+            af = av.AudioFrame.from_ndarray(audio[k:k + hop].astype(np.float32)[None, :], format="flt", layout="mono")
+            af.sample_rate = rate
+            af.pts = k
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    return dst
+
+
 def load_speech(name: str = "f5tts_basic_ref_en.wav") -> tuple[np.ndarray, int]:
     audio, sr = sf.read(str(MEDIA / name), dtype="float32", always_2d=True)
     return audio.mean(axis=1), sr
@@ -136,8 +183,7 @@ def odd_inputs(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> dic
     odd_dir.mkdir(parents=True)
     files["odd_path"] = odd_dir / "语音 clip (1).wav"
     shutil.copy(media_dir / "f5tts_basic_ref_en.wav", files["odd_path"])
-    files["vfr_generated"] = write_video(d / "vfr.mp4", 5.3, fps=25, audio=soxr.resample(speech, sr, SR), vfr=True,
-                                         size=(256, 256), image=media_dir / "sadtalker_people_0.png")
+    files["vfr_generated"] = write_vfr_copy(media_dir / "videoretalking_face2.mp4", d / "vfr.mp4", 5.04)
     files["vfr_shared"] = media_dir / "videoretalking_face1.mp4"
     manifest = d / "inputs.txt"
     manifest.write_text("\n".join(str(p) for p in files.values()) + "\n", encoding="utf-8")

@@ -15,7 +15,9 @@ from pipeline.storage import OutputStore
 def odd_run(odd_inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("odd_out")
     # Generated speech is re-encoded (8 kHz, AAC): judge it for being odd, not for studio quality.
-    cfg = load_config(None, ["dnsmos.min_dnsmos_ovrl=2.0", "run.files_per_shard=4"])
+    # Most odd inputs are audio-only: let them through probe to exercise the audio path
+    # (with the default probe.require_video they are ledgered as no_video; see test_curate_e2e).
+    cfg = load_config(None, ["dnsmos.min_dnsmos_ovrl=2.0", "run.files_per_shard=4", "probe.require_video=false"])
     manifest = curate(str(odd_inputs["_manifest"]), str(out), cfg, executor="serial", show_progress=False)
     store = OutputStore(str(out))
     sources = {r["source_path"]: r for r in store.read_table("sources").to_pylist()}

@@ -1,0 +1,290 @@
+"""Generate speech (log-mel -> 24 kHz audio) and 61-d visual codes for a new text, from a reference.
+
+Method (OmniTalker / F5-TTS infilling):
+
+1. Reference (``model/reference.py``): a shard ``clip_id`` or a short video -> ``mel (N_ref, 100)``,
+   ``codes (N_ref, 61)``, ``text_model``, ``language``.
+2. Target text: ``stages.text_norm.normalize_for_model(text, language)`` with the reference's
+   language (or ``--language``). Text ids: ``vocab.encode(ref.text_model + " " + target_model)``.
+3. Length rule (frames at 93.75 Hz)::
+
+       N_gen = round(N_ref * T_target / T_ref)
+
+   where ``T_*`` are token counts of ``vocab.encode`` (= characters for Latin text, pinyin
+   syllables + punctuation for Chinese, so a syllable counts like one Han character). ``N_gen``
+   is then clamped to ``[min_gen_s, max_gen_s] * 93.75`` (rounded), and finally raised if needed
+   so that ``N_ref + N_gen`` holds every text token (the model needs ``T <= N``).
+   ``--duration S`` replaces the rule by ``N_gen = round(S * 93.75)`` (same clamp and fit).
+4. Normalize the reference with the checkpoint's feature stats (codes when the trainer's
+   ``features.normalize_codes`` was on, mel when ``features.normalize_mel`` was), sample ``N_ref +
+   N_gen`` frames with ``model.dit.sampler.sample`` (Euler, default 16 steps, multi-condition
+   CFG scales from the flags, falling back to the checkpoint's sampler config), un-normalize.
+   The reference frames come back bit-exact from the sampler (inpainting).
+5. Write ``DIR/<name>.npz`` (``mel (N_gen, 100)``, ``codes (N_gen, 61)``, ``frame_rate`` "24000/256",
+   ``text`` (the raw target), ``text_model``, ``n_ref``, ``reference``) and ``DIR/<name>.wav`` (24 kHz
+   mono PCM16, ``(N_gen - 1) * 256`` samples, see ``model/vocoder.py``).
+
+CLI: ``python -m model.generate --ckpt RUN_DIR --ref REF [--shards OUT/shards] --text "..." --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from model.dit.backbone import OmniTalkerDiT
+from model.dit.config import FRAME_RATE_HZ, ModelConfig, SamplerConfig
+from model.dit.sampler import sample
+from model.reference import Reference, ReferenceConfig, load_reference
+from model.vocoder import VOCODER_KINDS, Vocoder, VocoderConfig, load_vocoder
+from stages.item import AUDIO_SR
+from stages.text_norm import contains_han, normalize_for_model
+
+log = logging.getLogger(__name__)
+
+FRAME_RATE = "24000/256"  # 93.75 Hz exactly
+
+
+class TextVocab(Protocol):
+    def encode(self, text_model: str) -> list[int]: ...
+
+
+@dataclass
+class GenerateConfig:
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # steps, CFG scales, seed
+    min_gen_s: float = 0.5  # seconds: shortest generated span
+    max_gen_s: float = 30.0  # seconds: longest generated span
+    duration_s: float | None = None  # seconds: fixed generated length instead of the text-length rule
+    language: str | None = None  # ISO 639-1 of the target text; None = the reference's
+
+
+@dataclass
+class GenerationResult:
+    mel: np.ndarray  # (N_gen, 100) log-mel, un-normalized
+    codes: np.ndarray  # (N_gen, 61) visual codes, un-normalized
+    full_mel: np.ndarray  # (N_ref + N_gen, 100): reference then generated
+    full_codes: np.ndarray  # (N_ref + N_gen, 61)
+    n_ref: int  # reference frames
+    text: str  # raw target text
+    text_model: str  # normalized target text
+    text_ids: list[int]  # reference + target token ids fed to the model
+    seconds: float = 0.0  # wall time of the sampling
+
+
+# --------------------------------------------------------------------------- length rule
+
+
+def compute_gen_frames(n_ref: int, ref_tokens: int, target_tokens: int, min_gen_s: float = 0.5,
+                       max_gen_s: float = 30.0, total_tokens: int = 0, duration_s: float | None = None) -> int:
+    """Frames to generate (93.75 Hz); the exact rule is in the module docstring (step 3)."""
+    if duration_s is not None:
+        n_gen = round(duration_s * FRAME_RATE_HZ)
+    else:
+        if ref_tokens <= 0:
+            raise ValueError("the reference has no text tokens: cannot scale the target length")
+        n_gen = round(n_ref * target_tokens / ref_tokens)
+    n_gen = min(max(n_gen, round(min_gen_s * FRAME_RATE_HZ)), round(max_gen_s * FRAME_RATE_HZ))
+    return max(n_gen, total_tokens - n_ref, 1)
+
+
+# --------------------------------------------------------------------------- feature stats
+
+
+STAT_ALIASES = {"mel": ("mel",), "codes": ("codes", "visual")}  # feature -> key names accepted in the stats
+
+
+def find_stat(stats: dict[str, Any], feature: str, moment: str) -> np.ndarray | None:
+    """``stats[key][moment]`` or ``stats[f"{key}_{moment}"]`` as float32 for a key of ``feature``, else None."""
+    for key in STAT_ALIASES[feature]:
+        nested = stats.get(key)
+        value = nested.get(moment) if isinstance(nested, dict) else None
+        if value is None:
+            value = stats.get(f"{key}_{moment}")
+        if value is not None:
+            return np.asarray(value, dtype=np.float32)
+    return None
+
+
+@dataclass
+class FeatureScaler:
+    """Per-dimension ``(x - mean) / std`` for mel and codes; ``None`` leaves that feature as is."""
+
+    mel_mean: np.ndarray | None = None
+    mel_std: np.ndarray | None = None
+    codes_mean: np.ndarray | None = None
+    codes_std: np.ndarray | None = None
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, Any] | None, normalize_mel: bool, normalize_codes: bool,
+                   min_std: float = 1e-3) -> FeatureScaler:
+        """The moments the trainer used (std floored at ``min_std``); a missing requested one is an error."""
+        stats = stats or {}
+        out = cls()
+        for feature, wanted in (("mel", normalize_mel), ("codes", normalize_codes)):
+            if not wanted:
+                continue
+            mean, std = find_stat(stats, feature, "mean"), find_stat(stats, feature, "std")
+            if mean is None or std is None:
+                raise ValueError(f"checkpoint stats lack {feature} mean/std (keys: {sorted(stats)}) but the "
+                                 f"trainer normalized {feature}")
+            setattr(out, f"{feature}_mean", mean)
+            setattr(out, f"{feature}_std", np.maximum(std, min_std))
+        return out
+
+    def normalize(self, mel: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.mel_mean is not None:
+            mel = (mel - self.mel_mean) / self.mel_std
+        if self.codes_mean is not None:
+            codes = (codes - self.codes_mean) / self.codes_std
+        return mel.astype(np.float32), codes.astype(np.float32)
+
+    def denormalize(self, mel: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.mel_mean is not None:
+            mel = mel * self.mel_std + self.mel_mean
+        if self.codes_mean is not None:
+            codes = codes * self.codes_std + self.codes_mean
+        return mel.astype(np.float32), codes.astype(np.float32)
+
+
+def read_normalization_flags(train_cfg: dict[str, Any] | None) -> tuple[bool, bool, float]:
+    """``(normalize_mel, normalize_codes, min_std)`` from the stored train config's ``features`` section.
+
+    Defaults are those of ``training.config.FeatureConfig``: (False, True, 1e-3).
+    """
+    section = (train_cfg or {}).get("features", {}) or {}
+    return (bool(section.get("normalize_mel", False)), bool(section.get("normalize_codes", True)),
+            float(section.get("min_std", 1e-3)))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def normalize_target_text(text: str, language: str | None) -> str:
+    """The target text as model text (``stages.text_norm.normalize_for_model``)."""
+    if language is None:
+        language = "zh" if contains_han(text) else None
+    out = normalize_for_model(text, language)
+    if not out:
+        raise ValueError("the target text is empty after normalization")
+    return out
+
+
+@torch.no_grad()
+def generate(model: OmniTalkerDiT, vocab: TextVocab, scaler: FeatureScaler, ref: Reference, text: str,
+             cfg: GenerateConfig | None = None) -> GenerationResult:
+    """Continue ``ref`` with ``text``: ``N_gen`` new mel + code frames (rule in the module docstring)."""
+    cfg = cfg or GenerateConfig()
+    target_model = normalize_target_text(text, cfg.language or ref.language)
+    ref_ids = vocab.encode(ref.text_model)
+    target_ids = vocab.encode(target_model)
+    ids = vocab.encode(f"{ref.text_model} {target_model}")
+    n_ref = ref.n_frames
+    n_gen = compute_gen_frames(n_ref, len(ref_ids), len(target_ids), cfg.min_gen_s, cfg.max_gen_s,
+                               total_tokens=len(ids), duration_s=cfg.duration_s)
+    ref_mel, ref_codes = scaler.normalize(ref.mel, ref.codes)
+    t0 = time.perf_counter()
+    out = sample(model, torch.from_numpy(ref_mel), torch.from_numpy(ref_codes), torch.tensor(ids, dtype=torch.long),
+                 n_ref + n_gen, cfg.sampler)
+    seconds = time.perf_counter() - t0
+    full_mel, full_codes = scaler.denormalize(out.full_mel.float().cpu().numpy(), out.full_codes.float().cpu().numpy())
+    full_mel[:n_ref] = ref.mel  # exact reference frames (no float round trip through the scaler)
+    full_codes[:n_ref] = ref.codes
+    return GenerationResult(mel=full_mel[n_ref:], codes=full_codes[n_ref:], full_mel=full_mel, full_codes=full_codes,
+                            n_ref=n_ref, text=text, text_model=target_model, text_ids=ids, seconds=seconds)
+
+
+def sanitize_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "generated"
+
+
+def write_outputs(result: GenerationResult, out_dir: str | Path, name: str, vocoder: Vocoder | None,
+                  reference: str = "") -> dict[str, Any]:
+    """``<name>.npz`` always, ``<name>.wav`` when a vocoder is given; returns the paths and sizes."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    npz = out / f"{name}.npz"
+    np.savez(npz, mel=result.mel, codes=result.codes, frame_rate=np.array(FRAME_RATE), text=np.array(result.text),
+             text_model=np.array(result.text_model), n_ref=np.array(result.n_ref), reference=np.array(reference))
+    info: dict[str, Any] = {"npz": str(npz), "n_gen": int(result.mel.shape[0]), "n_ref": result.n_ref}
+    if vocoder is not None:
+        audio = vocoder.decode(result.mel)
+        wav = out / f"{name}.wav"
+        sf.write(wav, np.clip(audio, -1.0, 1.0), AUDIO_SR, subtype="PCM_16")
+        info.update(wav=str(wav), n_samples=int(len(audio)), vocoder=vocoder.name)
+    return info
+
+
+def load_checkpoint_for_generation(ckpt: str, device: str = "cpu"
+                                   ) -> tuple[OmniTalkerDiT, ModelConfig, TextVocab, FeatureScaler]:
+    """EMA model, config, vocabulary and the feature scaler of a run folder or checkpoint folder."""
+    from training.checkpoint import load_for_inference, read_state, resolve_checkpoint
+
+    model, model_cfg, vocab, stats = load_for_inference(ckpt, device)
+    train_cfg = read_state(resolve_checkpoint(ckpt)).get("config", {}).get("train")
+    normalize_mel, normalize_codes, min_std = read_normalization_flags(train_cfg)
+    return model, model_cfg, vocab, FeatureScaler.from_stats(stats, normalize_mel, normalize_codes, min_std)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="omnitalker generate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ckpt", required=True, help="run folder (newest checkpoint) or a checkpoint folder")
+    ap.add_argument("--ref", required=True, help="a clip_id in --shards, or a short video file")
+    ap.add_argument("--shards", default=None, help="curated OUT/shards folder (for a clip_id reference)")
+    ap.add_argument("--text", required=True, help="the text to speak")
+    ap.add_argument("--out", required=True, help="output folder for <name>.npz and <name>.wav")
+    ap.add_argument("--name", default=None, help="output file stem (default: <reference name>_gen)")
+    ap.add_argument("--steps", type=int, default=16, help="Euler steps")
+    ap.add_argument("--text-scale", type=float, default=None, help="CFG scale of the text (default: checkpoint's)")
+    ap.add_argument("--audio-scale", type=float, default=None, help="CFG scale of the reference mel")
+    ap.add_argument("--visual-scale", type=float, default=None, help="CFG scale of the reference codes")
+    ap.add_argument("--sway", type=float, default=None, help="sway sampling coefficient (e.g. -1); default uniform")
+    ap.add_argument("--seed", type=int, default=0, help="noise seed")
+    ap.add_argument("--duration", type=float, default=None, help="seconds to generate (default: text-length rule)")
+    ap.add_argument("--language", default=None, help="ISO 639-1 of --text (default: the reference's)")
+    ap.add_argument("--max-ref-s", type=float, default=ReferenceConfig.max_ref_s, help="seconds: video reference cap")
+    ap.add_argument("--curate-config", default=None, help="curate YAML for building a video reference")
+    ap.add_argument("--vocoder", choices=VOCODER_KINDS, default="auto", help="auto: Vocos if --vocos-path, else Griffin-Lim")
+    ap.add_argument("--vocos-path", default=None, help="local Vocos dir (config.yaml + pytorch_model.bin)")
+    ap.add_argument("--device", default="cpu", help="torch device")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``omnitalker generate``: print a JSON summary of what was written."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model, model_cfg, vocab, scaler = load_checkpoint_for_generation(args.ckpt, args.device)
+    scales = {k: v for k, v in (("text_scale", args.text_scale), ("audio_scale", args.audio_scale),
+                                ("visual_scale", args.visual_scale)) if v is not None}
+    sampler = replace(model_cfg.sampler, steps=args.steps, seed=args.seed, **scales)
+    if args.sway is not None:
+        sampler = replace(sampler, sway_coef=args.sway)
+    vocoder = load_vocoder(VocoderConfig(kind=args.vocoder, vocos_path=args.vocos_path, device=args.device))
+    t0 = time.perf_counter()
+    ref = load_reference(args.ref, args.shards, ReferenceConfig(max_ref_s=args.max_ref_s,
+                                                                curate_config=args.curate_config,
+                                                                language=args.language))
+    ref_s = time.perf_counter() - t0
+    cfg = GenerateConfig(sampler=sampler, duration_s=args.duration, language=args.language)
+    result = generate(model, vocab, scaler, ref, args.text, cfg)
+    name = sanitize_name(args.name or f"{ref.name}_gen")
+    info = write_outputs(result, args.out, name, vocoder, reference=ref.name)
+    info.update(reference=ref.summary(), text_model=result.text_model, sampler=sampler.__dict__,
+                seconds={"reference": round(ref_s, 3), "sample": round(result.seconds, 3)})
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
