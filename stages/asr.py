@@ -37,7 +37,7 @@ import numpy as np
 
 from stages.base import Resources, Stage
 from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject, Segment
-from stages.text_norm import compute_wer, normalize_for_model
+from stages.text_norm import compute_wer, join_word_texts, normalize_for_model
 from stages.transcripts import align_text_to_segments, assign_cues_to_segments, load_sidecar
 from stages.whisper_backends import AsrResult, AsrWord, BackendOptions, WhisperBackend, load_backend
 
@@ -59,6 +59,8 @@ class AsrConfig:
     num_threads: int = 1  # CPU threads per actor
     word_timestamps: bool = True  # word times from cross-attention alignment
     max_no_speech_prob: float = 0.9  # 0-1: above this whisper's words are taken as hallucinated (no_text)
+    join_gap_s: float = 1.0  # seconds: segments of one shot closer than this are transcribed as one piece
+    max_join_s: float = 28.0  # seconds: a joined piece stays inside whisper's 30 s window
     use_sidecar: bool = True  # read <stem>.srt/.vtt/.txt next to the source as the transcript
     neutral_tone_with_five: bool = False  # pinyin neutral tone as "5" (False: no digit, as F5-TTS)
 
@@ -85,6 +87,47 @@ def convert_words_to_source(words: list[AsrWord], offset_s: float, duration_s: f
         prev_start = start
         out.append({"word": w.word, "start_s": round(offset_s + start, 3), "end_s": round(offset_s + end, 3),
                     "prob": round(w.prob, 4)})
+    return out
+
+
+def group_segments(segments: list[Segment], join_gap_s: float, max_join_s: float) -> list[list[int]]:
+    """Indices of consecutive segments (same shot, pause < ``join_gap_s``, span <= ``max_join_s``) to transcribe together.
+
+    Whisper is more accurate with context: VAD pieces of one sentence transcribed apart lose
+    words at their edges.
+    """
+    order = sorted(range(len(segments)), key=lambda i: segments[i].start_sample)
+    groups: list[list[int]] = []
+    for i in order:
+        seg = segments[i]
+        if groups:
+            first, last = segments[groups[-1][0]], segments[groups[-1][-1]]
+            if (seg.shot_index == last.shot_index and seg.start_s - last.end_s < join_gap_s
+                    and seg.end_s - first.start_s <= max_join_s):
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def split_result(res: AsrResult, offset_s: float, segments: list[Segment]) -> list[AsrResult]:
+    """Per-segment results from one transcription of ``[offset_s, ...)``: each word goes to the
+    segment holding its midpoint (or the nearest one), with times made relative to that segment."""
+    if len(segments) == 1:
+        return [res]  # times already relative to the segment; keep whisper's own text
+    parts: list[list[AsrWord]] = [[] for _ in segments]
+    for w in res.words:
+        mid = offset_s + (w.start_s + w.end_s) / 2
+        k = min(range(len(segments)), key=lambda j: 0.0 if segments[j].start_s <= mid < segments[j].end_s
+                else min(abs(mid - segments[j].start_s), abs(mid - segments[j].end_s)))
+        shift = segments[k].start_s - offset_s
+        parts[k].append(AsrWord(word=w.word, start_s=w.start_s - shift, end_s=w.end_s - shift, prob=w.prob))
+    out = []
+    for words in parts:
+        text = join_word_texts([w.word for w in words], res.language) if res.words else res.text
+        out.append(AsrResult(text=text, language=res.language, language_prob=res.language_prob, words=words,
+                             avg_logprob=res.avg_logprob, no_speech_prob=res.no_speech_prob,
+                             compression_ratio=res.compression_ratio))
     return out
 
 
@@ -134,7 +177,13 @@ class AsrStage(Stage):
 
             assert item.audio_24k is not None, "asr needs item.audio_24k or item.audio_16k"
             audio_16k = resample_to(item.audio_24k, AUDIO_SR, MODEL_SR)
-        results = [backend.transcribe(slice_audio_16k(audio_16k, seg), self.cfg.language) for seg in item.segments]
+        results: list[AsrResult | None] = [None] * len(item.segments)
+        for group in group_segments(item.segments, self.cfg.join_gap_s, self.cfg.max_join_s):
+            segs = [item.segments[i] for i in group]
+            span = Segment(start_sample=segs[0].start_sample, end_sample=max(s.end_sample for s in segs))
+            res = backend.transcribe(slice_audio_16k(audio_16k, span), self.cfg.language)
+            for i, part in zip(group, split_result(res, span.start_s, segs), strict=True):
+                results[i] = part
         sidecar = self.read_sidecar(item)
         side_lang = self.cfg.language or next((r.language for r in results if r.language), None)
         side_texts = match_sidecar_texts(sidecar, item.segments, results, side_lang)

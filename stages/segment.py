@@ -34,6 +34,7 @@ from typing import Any
 
 from stages.base import Resources, Stage
 from stages.item import AUDIO_SR, FileItem, Reject, Segment
+from stages.text_norm import join_word_texts
 
 Word = dict[str, Any]
 
@@ -113,14 +114,6 @@ def place_bounds(clips: list[list[Word]], lo_s: float, hi_s: float, pad_s: float
     return out
 
 
-def join_words(words: list[Word], language: str | None) -> str:
-    """Clip text from whisper's words (which carry their own leading spaces in most backends)."""
-    pieces = [str(w.get("word", "")) for w in words]
-    if language == "zh" or any(p[:1].isspace() for p in pieces):
-        return "".join(pieces).strip()
-    return " ".join(p.strip() for p in pieces).strip()
-
-
 def count_model_chars(text: str) -> int:
     """Letters and digits of a text (spaces, punctuation and tone-free marks excluded)."""
     return sum(1 for ch in text if unicodedata.category(ch)[0] in ("L", "N"))
@@ -147,7 +140,7 @@ def make_clip(parent: Segment, words: list[Word], start_s: float, end_s: float, 
     if n_total == 1 and parent.text:
         seg.text = parent.text  # the whole VAD segment: keep its text (a sidecar transcript, if any)
     else:
-        seg.text = join_words(words, parent.language)
+        seg.text = join_word_texts([str(w.get("word", "")) for w in words], parent.language)
         if asr.get("text_source") == "sidecar":
             asr["text_source"] = "asr"  # a sidecar covers the whole segment; a sub-clip takes whisper's words
     seg.text_model = normalize_text(seg.text, seg.language)

@@ -115,3 +115,11 @@ def compute_wer(reference: str, hypothesis: str, language: str | None) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return float(jiwer.wer(ref, hyp))
+
+
+def join_word_texts(words: list[str], language: str | None) -> str:
+    """Text of a run of whisper words: kept as given when they carry their own leading spaces,
+    else joined with spaces (without for Chinese)."""
+    if language == "zh" or any(w[:1].isspace() for w in words):
+        return "".join(words).strip()
+    return " ".join(w.strip() for w in words).strip()

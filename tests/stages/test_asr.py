@@ -77,14 +77,16 @@ def test_word_times_are_source_seconds_monotonic_and_inside(tiny_en_stage, make_
 
 def test_silence_and_noise_are_rejected_as_no_text(tiny_en_stage):
     rng = np.random.default_rng(0)
-    a24 = np.concatenate([np.zeros(48000, np.float32), (rng.standard_normal(48000) * 0.05).astype(np.float32)])
-    a16 = np.concatenate([np.zeros(32000, np.float32), (rng.standard_normal(32000) * 0.05).astype(np.float32)])
+    # 2 s of silence, a 1.5 s pause (longer than asr.join_gap_s: transcribed apart), 2 s of noise.
+    noise = rng.standard_normal(48000).astype(np.float32) * 0.05
+    a24 = np.concatenate([np.zeros(84000, np.float32), noise])
+    a16 = np.concatenate([np.zeros(56000, np.float32), noise[::3] * 1.0])
     item = FileItem(source_path="/nonexistent/silence.wav", audio_24k=a24, audio_16k=a16)
-    item.segments = [Segment(0, 48000), Segment(48000, 96000)]
+    item.segments = [Segment(0, 48000), Segment(84000, 132000)]
     tiny_en_stage.process_item(item)
     assert item.segments == []
     assert [r.reason for r in item.rejects] == ["no_text", "no_text"]
-    assert item.rejects[0].start_s == 0.0 and item.rejects[1].start_s == 2.0
+    assert item.rejects[0].start_s == 0.0 and item.rejects[1].start_s == 3.5
 
 
 def test_audio_16k_is_rebuilt_when_released(tiny_en_stage, make_speech_item, media_dir):
@@ -225,3 +227,18 @@ def test_openai_whisper_random_weights_load_and_run(random_whisper_checkpoint, m
     for seg in item.segments:
         assert seg.text is not None and seg.extra["asr"]["text_source"] == "asr"
         assert all(1.0 - 1e-3 <= w["start_s"] <= w["end_s"] <= 4.0 + 1e-3 for w in seg.words)
+
+
+def test_close_segments_are_transcribed_together_and_words_return_to_their_segment():
+    from stages.asr import group_segments, split_result
+    from stages.whisper_backends import AsrResult, AsrWord
+
+    segs = [Segment(0, 24000), Segment(36000, 72000), Segment(120000, 144000, shot_index=0),
+            Segment(150000, 170000, shot_index=1)]
+    assert group_segments(segs, join_gap_s=1.0, max_join_s=28.0) == [[0, 1], [2], [3]]
+    res = AsrResult(text="a b c", language="en", language_prob=None,
+                    words=[AsrWord("a", 0.1, 0.4, 0.9), AsrWord("b", 0.6, 0.9, 0.9), AsrWord("c", 1.6, 2.0, 0.9)])
+    parts = split_result(res, 0.0, segs[:2])
+    assert [[w.word for w in p.words] for p in parts] == [["a", "b"], ["c"]]
+    assert parts[1].words[0].start_s == pytest.approx(1.6 - 1.5)  # relative to its own segment (1.5 s)
+    assert parts[0].text == "a b" and parts[1].text == "c"
