@@ -1,7 +1,9 @@
 """The ``omnitalker`` console script: ``omnitalker <command> [options]``.
 
 Commands:
-  curate   curate media into Parquet shards (= ``python -m pipeline.run``)
+  curate    curate media into Parquet shards (= ``python -m pipeline.run``)
+  train     train the OmniTalker DiT on the shards (= ``python -m training.launch``)
+  generate  text + reference to mel, codes and wav (= ``python -m model.generate``)
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import sys
 
 COMMANDS = {
     "curate": ("pipeline.run", "curate media into Parquet shards (= python -m pipeline.run)"),
+    "train": ("training.launch", "train the DiT on curated shards (= python -m training.launch)"),
+    "generate": ("model.generate", "text + reference -> mel, codes, wav (= python -m model.generate)"),
 }
 
 

@@ -69,7 +69,8 @@ class OutputStore:
 
     def write_table_atomic(self, rel: str, table: pa.Table, row_group_size: int, zstd_level: int) -> None:
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", compression_level=zstd_level,
+        # Page CRCs let readers (training/data.py) refuse a corrupted page instead of decoding garbage.
+        pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True,
                        row_group_size=row_group_size)
         self.write_bytes_atomic(rel, buf.getvalue())
 
