@@ -1,0 +1,228 @@
+"""Training checkpoints: atomic, resumable, and loadable for inference.
+
+Layout of one checkpoint, ``RUN_DIR/checkpoints/step_<08d>/``:
+
+* ``model.safetensors`` -- the trained weights (unwrapped from DDP);
+* ``ema.safetensors`` -- the EMA weights (what inference uses);
+* ``optimizer.pt`` -- ``torch.save`` of the optimizer, LR scheduler and EMA bookkeeping state;
+* ``state.json`` -- ``step``, RNG states (python, numpy, torch CPU, torch CUDA; base64 where
+  binary), ``config`` (``{"train": TrainConfig dict, "model": ModelConfig dict}``), feature
+  ``stats`` and any ``extra`` the trainer adds (epoch position, loss-noise generator state);
+* ``vocab.txt`` -- the vocabulary (also kept as ``RUN_DIR/vocab.txt``).
+
+A checkpoint is written into ``checkpoints/.tmp-step_<08d>-<pid>`` and renamed into place, so a
+crash never leaves a half-written ``step_*`` folder; only the newest ``keep_last`` are kept.
+In multi-worker runs only rank 0 calls :func:`save_checkpoint`, and ``RUN_DIR`` must be storage
+every worker can read (a shared filesystem) for resuming.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from model.dit.backbone import OmniTalkerDiT
+from model.dit.config import ModelConfig
+from training.config import model_config_from_dict
+from training.ema import EMA, unwrap_model
+from training.vocab import Vocab
+
+CKPT_DIR = "checkpoints"
+STEP_RE = re.compile(r"^step_(\d{8})$")
+STATE_FILE = "state.json"
+VOCAB_FILE = "vocab.txt"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def encode_tensor_state(state: torch.Tensor) -> str:
+    """A uint8 RNG state tensor as base64 text."""
+    return base64.b64encode(state.cpu().numpy().tobytes()).decode("ascii")
+
+
+def decode_tensor_state(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """python, numpy and torch (CPU + every CUDA device) RNG states, JSON-serializable."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": encode_tensor_state(torch.get_rng_state()),
+        "cuda": [],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [encode_tensor_state(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states are restored only if the device count matches)."""
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(decode_tensor_state(state["torch"]))
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all([decode_tensor_state(s) for s in cuda])
+
+
+def to_jsonable(value: Any) -> Any:
+    """Tensors / arrays / numpy scalars in nested dicts and lists -> plain Python for json."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (those with a state.json) under ``run_dir``, oldest first."""
+    root = Path(run_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_RE.match(p.name) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(STEP_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def write_vocab_atomic(vocab: Vocab, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    vocab.save(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, cfg_dict: dict[str, Any], vocab: Vocab, stats: dict[str, Any],
+                    keep_last: int, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``RUN_DIR/checkpoints/step_<08d>`` atomically and prune to the newest ``keep_last``.
+
+    ``cfg_dict`` is ``{"train": ..., "model": ModelConfig.to_dict()}``; ``extra`` is stored
+    verbatim in state.json (must be JSON-serializable after :func:`to_jsonable`).
+    Returns the checkpoint folder.
+    """
+    run_dir = Path(run_dir)
+    root = run_dir / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    tmp.mkdir()
+    save_model(unwrap_model(model), str(tmp / "model.safetensors"), metadata={"step": str(step)},
+               force_contiguous=True)
+    save_model(ema.module, str(tmp / "ema.safetensors"), metadata={"step": str(step)}, force_contiguous=True)
+    torch.save({"optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "ema": ema.state_dict()}, tmp / "optimizer.pt")
+    state = {"step": int(step), "rng": capture_rng_state(), "config": to_jsonable(cfg_dict),
+             "stats": to_jsonable(stats), "extra": to_jsonable(extra or {})}
+    (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    vocab.save(tmp / VOCAB_FILE)
+    if final.exists():  # re-saving the same step (e.g. a resumed run ending where it started)
+        old = root / f".tmp-old-{checkpoint_name(step)}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    write_vocab_atomic(vocab, run_dir / VOCAB_FILE)
+    for old_ckpt in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old_ckpt, ignore_errors=True)
+    return final
+
+
+def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
+    """state.json of a checkpoint folder."""
+    return json.loads((Path(ckpt_dir) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def load_checkpoint(ckpt_dir: str | Path, model: nn.Module, ema: EMA | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                    restore_rng: bool = False) -> dict[str, Any]:
+    """Load weights (and, when given, EMA, optimizer, scheduler) from ``ckpt_dir``; return its state.json.
+
+    RNG states are restored only with ``restore_rng`` (the trainer restores them itself, after
+    re-positioning the data loader). Weights go to the device the model already lives on.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    target = unwrap_model(model)
+    device = next(target.parameters()).device
+    load_model(target, str(ckpt_dir / "model.safetensors"), strict=True, device=str(device))
+    if ema is not None:
+        load_model(ema.module, str(ckpt_dir / "ema.safetensors"), strict=True,
+                   device=str(next(ema.module.parameters()).device))
+    if optimizer is not None or scheduler is not None or ema is not None:
+        blob = torch.load(ckpt_dir / "optimizer.pt", map_location=device, weights_only=False)
+        if optimizer is not None:
+            optimizer.load_state_dict(blob["optimizer"])
+        if scheduler is not None and blob.get("scheduler") is not None:
+            scheduler.load_state_dict(blob["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(blob.get("ema") or {})
+    state = read_state(ckpt_dir)
+    if restore_rng:
+        restore_rng_state(state["rng"])
+    return state
+
+
+def resolve_checkpoint(run_dir_or_ckpt: str | Path) -> Path:
+    """A checkpoint folder itself, or the newest checkpoint of a run folder."""
+    path = Path(run_dir_or_ckpt)
+    if (path / STATE_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path}: no checkpoint (expected {path}/{CKPT_DIR}/step_<08d>/{STATE_FILE} "
+                                f"or a checkpoint folder)")
+    return latest
+
+
+def load_for_inference(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"
+                       ) -> tuple[OmniTalkerDiT, ModelConfig, Vocab, dict[str, Any]]:
+    """``(model with the EMA weights in eval mode, ModelConfig, Vocab, feature stats)``.
+
+    ``run_dir_or_ckpt`` is a run folder (its newest checkpoint is used) or one checkpoint folder.
+    The stats are those the trainer normalized with (see ``training.loop.FeatureNormalizer``).
+    """
+    ckpt = resolve_checkpoint(run_dir_or_ckpt)
+    state = read_state(ckpt)
+    model_cfg = model_config_from_dict(state["config"]["model"])
+    vocab = Vocab.load(ckpt / VOCAB_FILE)
+    if len(vocab) != model_cfg.dit.vocab_size:
+        raise ValueError(f"{ckpt}: vocab.txt has {len(vocab)} tokens but the model expects "
+                         f"{model_cfg.dit.vocab_size}")
+    model = OmniTalkerDiT(model_cfg.dit)
+    load_model(model, str(ckpt / "ema.safetensors"), strict=True, device="cpu")
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, model_cfg, vocab, state["stats"]

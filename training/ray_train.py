@@ -1,0 +1,90 @@
+"""Multi-worker training on Ray Train's ``TorchTrainer`` (the only module importing ``ray.train``).
+
+The driver prepares the run once (index, vocabulary, feature stats written into RUN_DIR), then
+starts ``num_workers`` workers (``ScalingConfig(num_workers, use_gpu)``). Each worker runs the
+same :func:`training.loop.train` as a single process, with its rank / world size from
+``ray.train.get_context()`` feeding ``make_loader(rank, world_size)``, its device from
+``ray.train.torch.get_device()`` and the model wrapped in DDP by ``ray.train.torch.prepare_model``.
+
+Storage: rank 0 writes checkpoints and metrics straight into RUN_DIR and every worker reads
+vocab.txt / stats.json / checkpoints from it, so RUN_DIR and the shards must be on storage all
+nodes see at the same path (a shared filesystem; on one machine any local folder works). Ray's
+own run records go to ``RUN_DIR/ray``. Submittable as
+``ray job submit --working-dir . -- python -m training.launch --num-workers N --gpu ...``; an
+existing cluster is found through ``RAY_ADDRESS`` (set by ``ray job submit``), else a local Ray
+is started for the run and shut down after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from training.checkpoint import latest_checkpoint, read_state
+from training.config import TrainConfig, train_config_from_dict
+from training.loop import METRICS_FILE, DistContext, TrainResult, prepare_run, train
+
+log = logging.getLogger("omnitalker.train")
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker``: one Ray Train worker of the run described by ``config``."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = train_config_from_dict(config["cfg"])
+    ctx = ray.train.get_context()
+    dist = DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
+                       device=ray.train.torch.get_device(), wrap_model=ray.train.torch.prepare_model)
+    result = train(cfg, config["shards"], config["run_dir"], dist)
+    if dist.rank == 0:
+        log.info("%s", result.message)
+
+
+def read_last_loss(metrics: Path) -> float | None:
+    """The ``loss`` of the last metrics.jsonl row, or None."""
+    if not metrics.is_file():
+        return None
+    lines = metrics.read_text(encoding="utf-8").strip().splitlines()
+    return float(json.loads(lines[-1])["loss"]) if lines else None
+
+
+def run_ray_training(cfg: TrainConfig, shards_dir: str, run_dir: str, num_workers: int, use_gpu: bool,
+                     ) -> TrainResult:
+    """Prepare RUN_DIR on the driver, run ``num_workers`` TorchTrainer workers, summarize from RUN_DIR."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    run_path = Path(run_dir).resolve()
+    ckpt = latest_checkpoint(run_path)
+    if ckpt is not None and int(read_state(ckpt)["step"]) >= cfg.optim.max_steps:
+        step = int(read_state(ckpt)["step"])
+        return TrainResult("nothing_to_do", step, step, str(ckpt),
+                           message=f"nothing to do: {ckpt} is at step {step} and optim.max_steps is "
+                                   f"{cfg.optim.max_steps} (raise --max-steps to continue)")
+    start_step = int(read_state(ckpt)["step"]) if ckpt is not None else 0
+    prepare_run(cfg, shards_dir, run_path, write=True)  # vocab.txt + stats.json before any worker starts
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init()  # RAY_ADDRESS (ray job submit) or a local instance
+    try:
+        trainer = TorchTrainer(
+            train_loop_per_worker=train_worker,
+            train_loop_config={"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+            run_config=RunConfig(name="train", storage_path=str(run_path / "ray")),
+        )
+        trainer.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    latest = latest_checkpoint(run_path)
+    step = int(read_state(latest)["step"]) if latest is not None else start_step
+    return TrainResult("trained", step, start_step, str(latest) if latest else None,
+                       last_loss=read_last_loss(run_path / METRICS_FILE),
+                       message=f"trained steps {start_step} -> {step} on {num_workers} Ray workers; "
+                               f"last checkpoint {latest}")
