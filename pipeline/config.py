@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.overlay import overlay_config, parse_override
 from stages.asd import AsdConfig
 from stages.asr import AsrConfig
 from stages.audio import AudioConfig
@@ -80,35 +81,7 @@ class CurateConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _overlay(obj: Any, values: dict[str, Any], where: str) -> Any:
-    """Return a copy of dataclass ``obj`` with ``values`` applied, recursively."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where or 'config'}: expected a mapping, got {values!r}")
-    names = {f.name: f for f in dataclasses.fields(obj)}
-    changes: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ValueError(f"unknown config key '{where + key}' (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if key == "resources" and isinstance(obj, CurateConfig):
-            changes[key] = {name: _overlay(StageResources(), v or {}, f"resources.{name}.")
-                            for name, v in (value or {}).items()}
-        elif dataclasses.is_dataclass(current):
-            changes[key] = _overlay(current, value or {}, f"{where}{key}.")
-        else:
-            changes[key] = value
-    return dataclasses.replace(obj, **changes)
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """``"vad.threshold=0.6"`` -> ``{"vad": {"threshold": 0.6}}`` (value parsed as YAML)."""
-    if "=" not in text:
-        raise ValueError(f"override {text!r} is not key=value")
-    key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
-    return value
+MAPPING_FIELDS = {"resources": StageResources}  # dict[str, StageResources] fields
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
@@ -116,7 +89,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     cfg = CurateConfig()
     if path is not None:
         with open(path, encoding="utf-8") as fh:
-            cfg = _overlay(cfg, yaml.safe_load(fh) or {}, "")
+            cfg = overlay_config(cfg, yaml.safe_load(fh) or {}, mapping_fields=MAPPING_FIELDS)
     for text in overrides or []:
-        cfg = _overlay(cfg, parse_override(text), "")
+        cfg = overlay_config(cfg, parse_override(text), mapping_fields=MAPPING_FIELDS)
     return cfg

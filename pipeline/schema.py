@@ -1,4 +1,4 @@
-"""Shard schema v2, the rejects ledger and the sources index, in one place.
+"""Shard schema v3, the rejects ledger and the sources index, in one place.
 
 ``docs/shards.md`` documents every column. Readers must check
 ``omnitalker.schema_version`` in the file metadata before trusting a shard.
@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from stages.mel import MEL_SPEC, N_MELS
 
-SCHEMA_VERSION = 2  # v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
+SCHEMA_VERSION = 3  # v3 (#7): face_boxes. v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
 FRAME_RATE = "24000/256"  # Hz, exactly 93.75: mel and visual frames per second
 VISUAL_DIM = 61  # 51 blendshapes + 6 head pose + 4 eye
 MP_BLENDSHAPES_DIM = 52  # MediaPipe's own scores, at 30 fps
@@ -58,6 +58,9 @@ SHARD_SCHEMA = pa.schema([
     ("speaker", pa.string()),  # diarization label; null where diarization was skipped (see provenance)
     ("visual", pa.list_(pa.list_(pa.float32(), VISUAL_DIM))),
     ("mp_blendshapes", pa.list_(pa.list_(pa.float32(), MP_BLENDSHAPES_DIM))),
+    # The speaker's face box per 30 fps frame (the frames of mp_blendshapes), x0 y0 x1 y1 in source
+    # pixels; NaN where no face. The renderer's training crops source frames with it.
+    ("face_boxes", pa.list_(pa.list_(pa.float32(), 4))),
     ("track_id", pa.int32()),  # the active speaker's face track within the source
     ("asd_score", pa.float32()),
     ("asd_lag_s", pa.float32()),  # seconds: best audio-visual lag (positive: video lags audio)

@@ -2,7 +2,7 @@
 
 Layout under ``OUT`` (local path or URI, through pyarrow's filesystem layer)::
 
-    shards/part-<commit>.parquet    kept clips (schema v2)
+    shards/part-<commit>.parquet    kept clips (schema v3)
     rejects/part-<commit>.parquet   the rejects ledger
     sources/part-<commit>.parquet   one row per input file: the commit record
     manifest.json                   counts, config, versions, wall time

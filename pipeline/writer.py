@@ -93,7 +93,7 @@ def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict
             "language_prob": seg.language_prob, "text_source": asr.get("text_source"),
             "sidecar_wer": asr.get("sidecar_wer"), "chars_per_s": seg.extra.get("segment", {}).get("chars_per_s"),
             "words": seg.words, "speaker": seg.speaker, "visual": seg.visual,
-            "mp_blendshapes": seg.mp_blendshapes, "track_id": seg.track_id, "asd_score": seg.asd_score,
+            "mp_blendshapes": seg.mp_blendshapes, "face_boxes": seg.face_boxes, "track_id": seg.track_id, "asd_score": seg.asd_score,
             "asd_lag_s": seg.asd_lag_s, "asd_scorer": seg.asd_scorer,
             "face_area_frac": seg.face_area_frac, "fit_rmse": seg.fit_rmse,
             "provenance": json.dumps(prov, sort_keys=True, default=str),
@@ -116,6 +116,8 @@ def build_shard_table(items: list[FileItem], config_hash: str, flac_subtype: str
             arrays.append(nested_frames(cols["visual"], VISUAL_DIM))
         elif f.name == "mp_blendshapes":
             arrays.append(nested_frames(cols["mp_blendshapes"], MP_BLENDSHAPES_DIM))
+        elif f.name == "face_boxes":
+            arrays.append(nested_frames(cols["face_boxes"], 4))
         else:
             arrays.append(pa.array(cols[f.name], type=f.type))
     table = pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)

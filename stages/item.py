@@ -48,6 +48,7 @@ class Segment:
     mel: np.ndarray | None = None  # (n_frames, 100) float32
     visual: np.ndarray | None = None  # (n_frames, 61) float32
     mp_blendshapes: np.ndarray | None = None  # (n_video_frames, 52) float32 at 30 fps
+    face_boxes: np.ndarray | None = None  # (n_video_frames, 4) float32 x0 y0 x1 y1 source px at 30 fps; NaN: no face
     face_area_frac: float | None = None
     fit_rmse: float | None = None  # fraction of the inter-ocular distance
     text: str | None = None  # raw transcript (sidecar transcript when supplied, else ASR)

@@ -57,6 +57,16 @@ class VisualConfig:
     min_track_iou: float = 0.3  # a frame's face must overlap the speaker's track box this much (IoU 0-1)
 
 
+def measure_face_boxes(track: LandmarkTrack) -> np.ndarray:
+    """(T, 4) float32 landmark boxes x0 y0 x1 y1 in source pixels per 30 fps frame; NaN rows where no face."""
+    xy = track.landmarks[..., :2]
+    with np.errstate(invalid="ignore"):
+        boxes = np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1) if len(xy) else \
+            np.zeros((0, 4))
+    boxes[~track.face_mask] = np.nan
+    return boxes.astype(np.float32)
+
+
 @dataclass
 class VisualCodesStage(Stage):
     """Landmarks -> Eq. 1 fit -> mel-rate codes, per segment. Holds a MediaPipe graph (actor)."""
@@ -159,6 +169,7 @@ class VisualCodesStage(Stage):
                 continue
             seg.visual = visual
             seg.mp_blendshapes = track.blendshapes.astype(np.float32)
+            seg.face_boxes = measure_face_boxes(track)
             seg.face_area_frac = fit.face_area_frac
             seg.fit_rmse = fit.rmse_iod_median
             seg.extra["visual"] = {

@@ -45,6 +45,20 @@ def media_of_kind(kind: str) -> list[Path]:
 # --------------------------------------------------------------------------- generators
 
 
+def mux_mono_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray,
+                   rate: int) -> None:
+    """Encode float32 mono ``audio`` at ``rate`` Hz into ``stream`` of ``out`` and flush it."""
+    hop = 1024
+    for k in range(0, len(audio), hop):
+        frame = av.AudioFrame.from_ndarray(audio[k:k + hop].astype(np.float32)[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = k
+        for p in stream.encode(frame):
+            out.mux(p)
+    for p in stream.encode():
+        out.mux(p)
+
+
 def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | None = None,
                 audio_rate: int = SR, size: tuple[int, int] = (128, 96), vfr: bool = False,
                 image: Path | None = None) -> Path:
@@ -86,16 +100,7 @@ def write_video(path: Path, seconds: float, fps: int = 25, audio: np.ndarray | N
         for p in v.encode():
             out.mux(p)
         if a is not None:
-            hop = 1024
-            for k in range(0, len(audio), hop):
-                chunk = audio[k:k + hop].astype(np.float32)[None, :]
-                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-                frame.sample_rate = audio_rate
-                frame.pts = k
-                for p in a.encode(frame):
-                    out.mux(p)
-            for p in a.encode():
-                out.mux(p)
+            mux_mono_audio(out, a, audio, audio_rate)
     return path
 
 
@@ -134,15 +139,7 @@ def write_vfr_copy(src: Path, dst: Path, seconds: float, size: tuple[int, int] =
                 out.mux(p)
         for p in v.encode():
             out.mux(p)
-        hop = 1024
-        for k in range(0, len(audio), hop):
-            af = av.AudioFrame.from_ndarray(audio[k:k + hop].astype(np.float32)[None, :], format="flt", layout="mono")
-            af.sample_rate = rate
-            af.pts = k
-            for p in a.encode(af):
-                out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+        mux_mono_audio(out, a, audio, rate)
     return dst
 
 

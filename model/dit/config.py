@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.overlay import overlay_config, parse_override
+
 FRAME_RATE_HZ = 24000 / 256  # 93.75 frames per second: mel hop 256 at 24 kHz
 MEL_DIM = 100  # log-mel bins per frame
 CODE_DIM = 61  # visual codes per frame
@@ -143,37 +145,6 @@ def tiny_config() -> ModelConfig:
     dit = DiTConfig(vocab_size=64, dim=64, heads=2, ffn_dim=128, text_dim=32, conv_pos_groups=4,
                     time_freq_dim=64, fusion_depth=2, audio_depth=1, visual_depth=1, dropout=0.0)
     return ModelConfig(dit=dit)
-
-
-def overlay_config(obj: Any, values: dict[str, Any], where: str = "") -> Any:
-    """Return a copy of dataclass ``obj`` with the mapping ``values`` applied recursively.
-
-    Unknown keys raise ``ValueError`` naming the key, so a typo never falls back to a default.
-    """
-    if not isinstance(values, dict):
-        raise ValueError(f"{where or 'config'}: expected a mapping, got {values!r}")
-    names = {f.name for f in dataclasses.fields(obj)}
-    changes: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ValueError(f"unknown config key '{where + key}' (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            changes[key] = overlay_config(current, value or {}, f"{where}{key}.")
-        else:
-            changes[key] = value
-    return dataclasses.replace(obj, **changes)
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """``"dit.fusion=add"`` -> ``{"dit": {"fusion": "add"}}`` (the value is parsed as YAML)."""
-    if "=" not in text:
-        raise ValueError(f"override {text!r} is not key=value")
-    key, raw = text.split("=", 1)
-    value: Any = yaml.safe_load(raw)
-    for part in reversed(key.strip().split(".")):
-        value = {part: value}
-    return value
 
 
 def load_model_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ModelConfig:

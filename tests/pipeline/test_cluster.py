@@ -317,6 +317,19 @@ def test_ray_job_submit_to_local_head_with_token_auth(tmp_path):
         status, body = head.http(f"/api/jobs/{sub_id}", token)
         assert status == 200 and json.loads(body)["status"] == "SUCCEEDED"
 
+        # Training starts from those shards with one command, on Ray Train, through the same door.
+        run_dir = tmp_path / "run"
+        proc = head.ray("job", "submit", "--address", head.url, "--working-dir", str(REPO),
+                        "--log-style", "record", "--log-color", "false",
+                        "--", "python", "-m", "training.launch", "--shards", str(out / "shards"),
+                        "--config", "configs/train_tiny.yaml", "--out", str(run_dir), "--max-steps", "3",
+                        "--num-workers", "2", timeout=300, check=False)
+        logs = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"training job failed (rc {proc.returncode}):\n{logs[-6000:]}"
+        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert steps and steps[-1] == 3
+        assert (run_dir / "checkpoints" / "step_00000003" / "ema.safetensors").is_file()
+
         # The uploaded working_dir is the source tree only: Ray's default excludes and .gitignore
         # keep .venv/ and out/ out of the package.
         pkg_root = root / "ray" / "session_latest" / "runtime_resources" / "working_dir_files"

@@ -99,6 +99,13 @@ def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
         assert 0.0 <= visual[:, :51].min() and visual[:, :51].max() <= 1.0
         assert r["fit_rmse"] <= 0.05 and 0.0 < r["face_area_frac"] < 1.0
         assert len(r["mp_blendshapes"]) == pytest.approx(r["duration_s"] * 30, abs=2)
+        boxes = np.asarray(r["face_boxes"], np.float32)  # v3: the speaker's box per 30 fps frame
+        assert boxes.shape == (len(r["mp_blendshapes"]), 4)
+        ok = np.isfinite(boxes).all(axis=1)
+        assert ok.mean() >= 0.8 and (boxes[ok, 2] > boxes[ok, 0]).all() and (boxes[ok, 3] > boxes[ok, 1]).all()
+        w, h = json.loads(r["provenance"])["visual"]["source_size_px"]
+        area = np.median((boxes[ok, 2] - boxes[ok, 0]) * (boxes[ok, 3] - boxes[ok, 1])) / (w * h)
+        assert area == pytest.approx(r["face_area_frac"], rel=1e-3)
         prov = json.loads(r["provenance"])
         for stage in ("vad", "asr", "dnsmos", "faces", "asd", "visual"):
             assert stage in prov["models"], stage

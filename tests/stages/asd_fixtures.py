@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from stages.item import AUDIO_SR, FileItem, Segment
+from tests.conftest import mux_mono_audio
 
 FPS = 25  # Hz: the face-track rate the ASD stage expects (faces stage default)
 
@@ -72,16 +73,7 @@ def write_photo_video(path: Path, image: Path, audio: np.ndarray | None, audio_r
         if a is not None:
             audio = np.asarray(audio, np.float32)
             audio = audio.mean(axis=1) if audio.ndim == 2 else audio
-            n = min(len(audio), int(seconds * audio_rate))
-            for k in range(0, n, 1024):
-                chunk = audio[k:min(k + 1024, n)].astype(np.float32)[None, :]
-                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-                frame.sample_rate = audio_rate
-                frame.pts = k
-                for p in a.encode(frame):
-                    out.mux(p)
-            for p in a.encode():
-                out.mux(p)
+            mux_mono_audio(out, a, audio[:int(seconds * audio_rate)], audio_rate)
     return path
 
 
