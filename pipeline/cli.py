@@ -8,6 +8,7 @@ Commands:
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 COMMANDS = {
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print_usage()
         return 2
     module = __import__(COMMANDS[name][0], fromlist=["main"])
+    if "prog" in inspect.signature(module.main).parameters:  # its --help then says `omnitalker <command>`
+        return int(module.main(rest, prog=f"omnitalker {name}") or 0)
     return int(module.main(rest) or 0)
 
 
