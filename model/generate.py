@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--vocoder", choices=VOCODER_KINDS, default="auto", help="auto: Vocos if --vocos-path, else Griffin-Lim")
     ap.add_argument("--vocos-path", default=None, help="local Vocos dir (config.yaml + pytorch_model.bin)")
     ap.add_argument("--device", default="cpu", help="torch device")
+    ap.add_argument("--render", action="store_true", help="also write <name>.mp4: the reference face driven by "
+                    "the generated codes, with the generated speech (model/renderer)")
+    ap.add_argument("--renderer", choices=("baseline", "learned"), default="baseline",
+                    help="baseline: mesh warp, no weights; learned: the warp-GAN (needs --render-ckpt)")
+    ap.add_argument("--render-ckpt", default=None, help="learned renderer run folder or checkpoint")
+    ap.add_argument("--render-fps", type=float, default=25.0, help="frames per second of the mp4")
+    ap.add_argument("--render-size", type=int, choices=(256, 512), default=256, help="mp4 side in pixels")
     return ap
 
 
@@ -280,6 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     result = generate(model, vocab, scaler, ref, args.text, cfg)
     name = sanitize_name(args.name or f"{ref.name}_gen")
     info = write_outputs(result, args.out, name, vocoder, reference=ref.name)
+    if args.render:
+        from model.renderer.cli import render_codes_to_mp4
+
+        is_clip = not Path(args.ref).exists()
+        info["render"] = render_codes_to_mp4(
+            args.ref, result.codes, FRAME_RATE, info.get("wav"), Path(args.out) / f"{name}.mp4",
+            fps=args.render_fps, size=args.render_size, renderer=args.renderer, ckpt=args.render_ckpt,
+            shards_dir=args.shards if is_clip else None)
     info.update(reference=ref.summary(), text_model=result.text_model, sampler=sampler.__dict__,
                 seconds={"reference": round(ref_s, 3), "sample": round(result.seconds, 3)})
     print(json.dumps(info, indent=2, ensure_ascii=False))

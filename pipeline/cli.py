@@ -4,6 +4,7 @@ Commands:
   curate    curate media into Parquet shards (= ``python -m pipeline.run``)
   train     train the OmniTalker DiT on the shards (= ``python -m training.launch``)
   generate  text + reference to mel, codes and wav (= ``python -m model.generate``)
+  render    reference + codes, or a driving video, to mp4 (= ``python -m model.renderer.cli``)
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 COMMANDS = {
     "curate": ("pipeline.run", "curate media into Parquet shards (= python -m pipeline.run)"),
     "train": ("training.launch", "train the DiT on curated shards (= python -m training.launch)"),
-    "generate": ("model.generate", "text + reference -> mel, codes, wav (= python -m model.generate)"),
+    "generate": ("model.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m model.generate)"),
+    "render": ("model.renderer.cli", "reference image + codes (or a driving video) -> mp4 (= python -m model.renderer.cli)"),
 }
 
 

@@ -173,7 +173,7 @@ def test_cli_with_shard_clip(run_dir: Path, shards: Path, tmp_path: Path, capsys
 def test_cli_with_video_reference(run_dir: Path, media_dir: Path, tmp_path: Path, capsys):
     video = media_dir / "videoretalking_face2.mp4"
     info = run_cli(capsys, ["--ckpt", str(run_dir), "--ref", str(video), "--text", TARGET_TEXT, "--out",
-                            str(tmp_path), "--steps", "2", "--max-ref-s", "4", "--name", "face2"])
+                            str(tmp_path), "--steps", "2", "--max-ref-s", "4", "--name", "face2", "--render"])
     ref = info["reference"]
     assert ref["language"] == "en" and len(ref["text_model"]) > 10
     assert 0 < ref["end_s"] - ref["start_s"] <= 4.0 + 1e-6  # the --max-ref-s cap
@@ -184,3 +184,10 @@ def test_cli_with_video_reference(run_dir: Path, media_dir: Path, tmp_path: Path
                                total_tokens=len(vocab.encode(f"{ref['text_model']} {TARGET_TEXT}")))
     assert info["n_gen"] == n_gen == round(ref["n_frames"] * len(TARGET_TEXT) / len(ref["text_model"]))
     check_outputs(info, n_gen)
+    # --render: text in, talking video out (baseline renderer), as long as the generated codes.
+    import av
+
+    with av.open(info["render"]["out"]) as mp4:
+        assert mp4.streams.video and mp4.streams.audio
+        n_video = sum(1 for _ in mp4.decode(video=0))
+    assert n_video == info["render"]["frames"] == pytest.approx(n_gen / 93.75 * 25, abs=1)
