@@ -1,0 +1,367 @@
+"""Train the learned warp-GAN renderer: ``omnitalker train-renderer --shards OUT/shards --config CFG --out RUN_DIR``.
+
+Same shape as the DiT trainer (``training/launch.py``): one local process (CPU, or one GPU with
+``--gpu`` / ``device: cuda``), or ``--num-workers N`` Ray Train workers (DDP, one GPU each with
+``--gpu``). Running the same command again resumes from RUN_DIR's newest checkpoint; when it is
+already at ``--max-steps`` the command says so and does nothing.
+
+Reused from the DiT trainer: ``OptimConfig`` / ``LoggingConfig`` (``training.config``), AdamW +
+warmup/decay schedule, device and seeding, metrics.jsonl ``Reporter`` (``training.loop``), the
+EMA (``training.ema``), the checkpoint folder naming, RNG capture and lookup helpers
+(``training.checkpoint``) and ``read_last_loss`` (``training.ray_train``).
+
+Checkpoint ``RUN_DIR/checkpoints/step_<08d>/`` (written to a temp folder, then renamed):
+``model.safetensors`` (generator), ``ema.safetensors`` (its EMA: what inference loads),
+``disc.safetensors`` (PatchGAN), ``optimizer.pt`` (both optimizers, schedulers, EMA
+bookkeeping) and ``state.json`` (step, RNG states, ``config``: the whole RendererTrainConfig).
+On resume, weights, optimizers and RNGs are restored; the pair stream is re-seeded from the
+resume step (decoding video to skip consumed pairs would cost more than it is worth), so a
+resumed run is deterministic but not identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from model.renderer.warpgan.keypoints import FaceKeypoints
+from model.renderer.warpgan.losses import (
+    LossConfig,
+    PatchDiscriminator,
+    discriminator_hinge_loss,
+    generator_hinge_loss,
+    l1_loss,
+    load_vgg_perceptual,
+    mouth_l1_loss,
+    ms_ssim_loss,
+)
+from model.renderer.warpgan.model import WarpGanConfig, WarpGanRenderer, count_parameters
+from pipeline.overlay import overlay_config, parse_override
+from pipeline.schema import SchemaVersionError
+from training.checkpoint import (
+    CKPT_DIR,
+    STATE_FILE,
+    capture_rng_state,
+    checkpoint_name,
+    latest_checkpoint,
+    list_checkpoints,
+    read_state,
+    restore_rng_state,
+    to_jsonable,
+)
+from training.config import LoggingConfig, OptimConfig
+from training.ema import EMA, unwrap_model
+from training.loop import DistContext, Reporter, TrainResult, build_optimizer, resolve_device, seed_everything
+from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
+
+log = logging.getLogger("omnitalker.renderer")
+EXIT_USAGE = 2  # bad flags, config, shards or schema
+
+
+@dataclass
+class RendererTrainConfig:
+    """Everything a renderer run needs; ``configs/renderer_tiny.yaml`` / ``renderer_paper.yaml``."""
+
+    model: WarpGanConfig = field(default_factory=WarpGanConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: RendererDataConfig = field(default_factory=RendererDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.999], warmup_steps=1000,
+                                                                    decay="constant", max_steps=200000,
+                                                                    ema_decay=0.999, weight_decay=0.0))
+    disc_lr: float = 2e-4  # the discriminator's AdamW learning rate (same schedule as the generator's)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    seed: int = 0  # model init and python/numpy/torch RNGs
+    device: str = "auto"  # auto | cpu | cuda; the Ray path uses each worker's device
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_renderer_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RendererTrainConfig:
+    """Defaults, then the YAML file, then ``key.sub=value`` overrides; unknown keys raise."""
+    cfg = RendererTrainConfig()
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            cfg = overlay_config(cfg, yaml.safe_load(fh) or {})
+    for text in overrides or []:
+        cfg = overlay_config(cfg, parse_override(text))
+    return cfg
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_renderer_checkpoint(run_dir: Path, step: int, gen: nn.Module, ema: EMA, disc: nn.Module,
+                             optims: dict[str, Any], cfg: RendererTrainConfig) -> Path:
+    """Write ``RUN_DIR/checkpoints/step_<08d>`` atomically; keep the newest ``logging.keep_last``."""
+    root = run_dir / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    meta = {"step": str(step), "kind": "warpgan"}
+    save_model(unwrap_model(gen), str(tmp / "model.safetensors"), metadata=meta)
+    save_model(ema.module, str(tmp / "ema.safetensors"), metadata=meta)
+    save_model(unwrap_model(disc), str(tmp / "disc.safetensors"), metadata=meta)
+    torch.save({k: v.state_dict() for k, v in optims.items()} | {"ema": ema.state_dict()}, tmp / "optimizer.pt")
+    state = {"step": int(step), "kind": "warpgan", "rng": capture_rng_state(), "config": to_jsonable(cfg.to_dict())}
+    (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-cfg.logging.keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_renderer_checkpoint(ckpt: Path, gen: nn.Module, ema: EMA, disc: nn.Module, optims: dict[str, Any]
+                             ) -> dict[str, Any]:
+    """Weights, optimizers, schedulers and EMA bookkeeping from ``ckpt``; returns its state.json."""
+    device = str(next(unwrap_model(gen).parameters()).device)
+    load_model(unwrap_model(gen), str(ckpt / "model.safetensors"), strict=True, device=device)
+    load_model(ema.module, str(ckpt / "ema.safetensors"), strict=True, device=device)
+    load_model(unwrap_model(disc), str(ckpt / "disc.safetensors"), strict=True, device=device)
+    blob = torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=False)
+    for k, v in optims.items():
+        v.load_state_dict(blob[k])
+    ema.load_state_dict(blob.get("ema") or {})
+    return read_state(ckpt)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def nothing_to_do(run_dir: Path, max_steps: int) -> TrainResult | None:
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return None
+    step = int(read_state(ckpt)["step"])
+    if step < max_steps:
+        return None
+    return TrainResult("nothing_to_do", step, step, str(ckpt),
+                       message=f"nothing to do: {ckpt} is at step {step} and optim.max_steps is {max_steps} "
+                               f"(raise --max-steps to continue)")
+
+
+def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: str | Path,
+                   ctx: DistContext | None = None) -> TrainResult:
+    """Train until ``cfg.optim.max_steps`` steps (one generator + one discriminator update each), resuming."""
+    ctx = ctx or DistContext()
+    run_dir = Path(run_dir)
+    is_main = ctx.rank == 0
+    done = nothing_to_do(run_dir, cfg.optim.max_steps)
+    if done is not None:
+        return done
+    device = ctx.device or resolve_device(cfg.device)
+    clips = build_renderer_index(shards_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "renderer_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+
+    seed_everything(cfg.seed)
+    gen = WarpGanRenderer(cfg.model).to(device)
+    disc = PatchDiscriminator(cfg.loss.disc_channels, cfg.loss.disc_layers).to(device)
+    ema = EMA(gen, cfg.optim.ema_decay, cfg.optim.ema_start_step)
+    gen_w = ctx.wrap_model(gen) if ctx.wrap_model is not None else gen
+    disc_w = ctx.wrap_model(disc) if ctx.wrap_model is not None else disc
+    opt_g, sched_g = build_optimizer(gen, cfg.optim)
+    opt_d, sched_d = build_optimizer(disc, dataclasses.replace(cfg.optim, lr=cfg.disc_lr))
+    optims = {"opt_g": opt_g, "sched_g": sched_g, "opt_d": opt_d, "sched_d": sched_d}
+    vgg = load_vgg_perceptual(cfg.loss.vgg_weights_path) if cfg.loss.vgg_weight > 0 else None
+    if vgg is not None:
+        vgg = vgg.to(device)
+    masker = FaceKeypoints(("mouth",), basis_path=cfg.model.basis_path).to(device)
+
+    step = 0
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        state = load_renderer_checkpoint(ckpt, gen, ema, disc, optims)
+        step = int(state["step"])
+        restore_rng_state(state["rng"])
+        log.info("resuming from %s (step %d)", ckpt, step)
+    start_step = step
+    if is_main:
+        log.info("warp-GAN renderer %.2f M parameters (discriminator %.2f M) on %s, %d clips, world size %d",
+                 count_parameters(gen) / 1e6, count_parameters(disc) / 1e6, device, len(clips), ctx.world_size)
+    reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
+    loader = make_pair_loader(clips, cfg.data, cfg.model.image_size, ctx.rank, ctx.world_size, start_step)
+    it = iter(loader)
+    acc: dict[str, float] = {}
+    acc_steps, acc_images = 0, 0
+    t_log = t_start = time.perf_counter()
+    last_ckpt, last_loss = ckpt, None
+    gen_w.train()
+    disc_w.train()
+    clip = cfg.optim.grad_clip_norm or float("inf")
+    lw = cfg.loss
+    try:
+        while step < cfg.optim.max_steps:
+            batch = next(it)
+            step += 1
+            src, drv = batch["source"].to(device), batch["driving"].to(device)
+            src_c, drv_c = batch["source_codes"].to(device), batch["driving_codes"].to(device)
+            use_gan = lw.gan_weight > 0 and step > lw.gan_start_step
+            fake = gen_w(src, src_c, drv_c)
+            mask = masker.mouth_mask(drv_c, cfg.model.image_size, lw.mouth_margin_frac)
+            parts = {"l1": l1_loss(fake, drv), "ssim": ms_ssim_loss(fake, drv, lw.ssim_scales),
+                     "mouth": mouth_l1_loss(fake, drv, mask)}
+            if vgg is not None:
+                parts["vgg"] = vgg(fake, drv)
+            if use_gan:
+                parts["gan_g"] = generator_hinge_loss(disc_w(fake))
+            weights = {"l1": lw.l1_weight, "ssim": lw.ssim_weight, "mouth": lw.mouth_weight, "vgg": lw.vgg_weight,
+                       "gan_g": lw.gan_weight}
+            loss = sum(weights[k] * v for k, v in parts.items())
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(gen.parameters(), clip)
+            opt_g.step()
+            sched_g.step()
+            ema.update(gen, step)
+            if use_gan:
+                real_logits, fake_logits = disc_w(torch.cat([drv, fake.detach()])).chunk(2)  # one DDP forward
+                d_loss = discriminator_hinge_loss(real_logits, fake_logits)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
+                opt_d.step()
+                parts["gan_d"] = d_loss
+            sched_d.step()
+            for k, v in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
+                acc[k] = acc.get(k, 0.0) + float(v.detach())
+            acc_steps += 1
+            acc_images += src.shape[0]
+            reporter.advance(step)
+            if step % cfg.logging.log_every_steps == 0 or step == cfg.optim.max_steps:
+                now = time.perf_counter()
+                row: dict[str, Any] = {"step": step, **{k: v / acc_steps for k, v in acc.items()},
+                                       "lr": sched_g.get_last_lr()[0], "grad_norm": float(grad_norm),
+                                       "frames_per_s": acc_images / max(now - t_log, 1e-9),
+                                       "world_size": ctx.world_size, "elapsed_s": now - t_start}
+                last_loss = row["loss"]
+                reporter.write(row)
+                acc, acc_steps, acc_images, t_log = {}, 0, 0, now
+            if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
+                last_ckpt = save_renderer_checkpoint(run_dir, step, gen, ema, disc, optims, cfg)
+    finally:
+        reporter.close()
+    return TrainResult("trained", step, start_step, str(last_ckpt) if last_ckpt else None, last_loss,
+                       f"trained steps {start_step} -> {step}; last checkpoint {last_ckpt}", reporter.rows)
+
+
+# --------------------------------------------------------------------------- Ray Train
+
+
+def renderer_train_worker(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker``: one Ray Train worker of the renderer run described by ``config``."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = overlay_config(RendererTrainConfig(), config["cfg"])
+    ctx = ray.train.get_context()
+    dist = DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
+                       device=ray.train.torch.get_device(), wrap_model=ray.train.torch.prepare_model)
+    result = train_renderer(cfg, config["shards"], config["run_dir"], dist)
+    if dist.rank == 0:
+        log.info("%s", result.message)
+
+
+def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir: str, num_workers: int,
+                              use_gpu: bool) -> TrainResult:
+    """``num_workers`` TorchTrainer workers (RUN_DIR on storage every node sees); summary from RUN_DIR."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from training.ray_train import read_last_loss
+
+    run_path = Path(run_dir).resolve()
+    done = nothing_to_do(run_path, cfg.optim.max_steps)
+    if done is not None:
+        return done
+    build_renderer_index(shards_dir)  # fail on the driver (schema, empty set) before starting workers
+    before = latest_checkpoint(run_path)
+    start_step = int(read_state(before)["step"]) if before is not None else 0
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init()
+    try:
+        TorchTrainer(train_loop_per_worker=renderer_train_worker,
+                     train_loop_config={"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
+                     scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+                     run_config=RunConfig(name="train-renderer", storage_path=str(run_path / "ray"))).fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    latest = latest_checkpoint(run_path)
+    step = int(read_state(latest)["step"]) if latest is not None else start_step
+    return TrainResult("trained", step, start_step, str(latest) if latest else None,
+                       last_loss=read_last_loss(run_path / "metrics.jsonl"),
+                       message=f"trained steps {start_step} -> {step} on {num_workers} Ray workers; "
+                               f"last checkpoint {latest}")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser(prog: str = "python -m training.renderer_launch") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train the learned warp-GAN renderer on curated shards "
+                                "(schema v3, face_boxes; resumes from RUN_DIR's newest checkpoint).")
+    p.add_argument("--shards", required=True, help="folder of part-*.parquet shards (or a curation OUT folder)")
+    p.add_argument("--config", required=True, help="renderer YAML, e.g. configs/renderer_tiny.yaml")
+    p.add_argument("--out", required=True, help="RUN_DIR: checkpoints, metrics.jsonl, renderer_config.json")
+    p.add_argument("--max-steps", type=int, default=None, help="total steps of the run (overrides optim.max_steps)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="run on Ray Train with this many workers (DDP); omit for one local process")
+    p.add_argument("--gpu", action="store_true",
+                   help="one GPU per Ray worker with --num-workers; without it, train this process on cuda")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set loss.vgg_weights_path=/models/vgg19.pth (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m training.renderer_launch") -> int:
+    """Parse ``argv``, train, print a one-line summary; returns the exit code (2 for user errors)."""
+    args = build_parser(prog).parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"optim.max_steps={args.max_steps}")
+    if args.gpu and args.num_workers is None:
+        overrides.append("device=cuda")
+    shards, out = str(Path(args.shards).resolve()), str(Path(args.out).resolve())
+    try:
+        cfg = load_renderer_config(args.config, overrides)
+        if args.num_workers is not None:
+            if args.num_workers < 1:
+                raise ValueError("--num-workers must be >= 1")
+            result = run_ray_renderer_training(cfg, shards, out, args.num_workers, args.gpu)
+        else:
+            result = train_renderer(cfg, shards, out)
+    except (SchemaVersionError, FileNotFoundError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.message)
+    if result.status == "trained" and result.last_loss is not None:
+        print(f"step {result.step}: loss {result.last_loss:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
