@@ -1,4 +1,4 @@
-"""Synthetic shards (schema v2, ``pipeline.schema.SHARD_SCHEMA``) for the training tests.
+"""Synthetic shards (the current ``pipeline.schema.SHARD_SCHEMA`` and ``SCHEMA_VERSION``) for the training tests.
 
 :func:`write_shard` writes clips with pyarrow exactly as the curation writer lays them out
 (``pipeline.writer.nested_frames``, ``shard_metadata``, zstd, fixed row-group size).
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.schema import MP_BLENDSHAPES_DIM, SHARD_SCHEMA, VISUAL_DIM, shard_metadata
+from pipeline.schema import MP_BLENDSHAPES_DIM, SCHEMA_VERSION, SHARD_SCHEMA, VISUAL_DIM, shard_metadata
 from pipeline.writer import nested_frames
 from stages.mel import N_MELS
 
@@ -60,7 +60,7 @@ def make_clip(number: int, length: int, text: str | None = None, **scalars: Any)
     return row
 
 
-def build_table(rows: list[dict[str, Any]], schema_version: int = 2) -> pa.Table:
+def build_table(rows: list[dict[str, Any]], schema_version: int = SCHEMA_VERSION) -> pa.Table:
     """A shard table of ``rows`` with the file metadata of ``schema_version``."""
     arrays = []
     for f in SHARD_SCHEMA:
@@ -78,7 +78,7 @@ def build_table(rows: list[dict[str, Any]], schema_version: int = 2) -> pa.Table
     return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA).replace_schema_metadata(meta)
 
 
-def write_shard(path: Path, rows: list[dict[str, Any]], row_group_size: int = 4, schema_version: int = 2) -> Path:
+def write_shard(path: Path, rows: list[dict[str, Any]], row_group_size: int = 4, schema_version: int = SCHEMA_VERSION) -> Path:
     pq.write_table(build_table(rows, schema_version), path, compression="zstd", row_group_size=row_group_size)
     return path
 
