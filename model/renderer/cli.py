@@ -55,15 +55,16 @@ class Renderer(Protocol):
     def render(self, codes: np.ndarray) -> Any: ...  # iterator of (size, size, 3) uint8 frames
 
 
-def make_renderer(kind: str = "baseline", size: int = 256, ckpt: str | None = None, extractor: Any = None) -> Renderer:
+def make_renderer(kind: str = "baseline", size: int | None = None, ckpt: str | None = None, extractor: Any = None) -> Renderer:
     """A renderer of ``kind`` producing ``size`` x ``size`` frames.
 
     ``learned`` needs ``--ckpt``: ``model.renderer.warpgan.load_learned_renderer(ckpt)``; its trained
-    image size must equal ``size``.
+    image size must equal ``size`` (None: the checkpoint's size; for the baseline, 256).
     """
-    if size not in SIZES:
-        raise ValueError(f"--size must be one of {SIZES}, got {size}")
     if kind == "baseline":
+        size = 256 if size is None else size
+        if size not in SIZES:
+            raise ValueError(f"--size must be one of {SIZES} for the baseline renderer, got {size}")
         from model.renderer.baseline import BaselineConfig, BaselineRenderer
 
         return BaselineRenderer(BaselineConfig(size=size), extractor=extractor)
@@ -76,7 +77,7 @@ def make_renderer(kind: str = "baseline", size: int = 256, ckpt: str | None = No
             raise RuntimeError("the learned renderer (model/renderer/warpgan.py: load_learned_renderer) is not "
                                f"available: {exc}; use --renderer baseline") from exc
         rend = load_learned_renderer(ckpt)
-        if int(getattr(rend, "size", size)) != size:
+        if size is not None and int(getattr(rend, "size", size)) != size:
             raise ValueError(f"--ckpt {ckpt} renders {rend.size} px, not --size {size}")
         return rend
     raise ValueError(f"--renderer must be one of {RENDERERS}, got {kind!r}")
@@ -121,7 +122,7 @@ def render_frames(renderer: Renderer, ref_rgb: np.ndarray, codes_out: np.ndarray
 
 def render_codes_to_mp4(ref_image: str | Path | np.ndarray, codes: str | Path | np.ndarray,
                         codes_fps: float | str | None, audio_wav: str | Path | None, out_path: str | Path,
-                        fps: float = 25.0, size: int = 256, renderer: str | Renderer = "baseline",
+                        fps: float = 25.0, size: int | None = None, renderer: str | Renderer = "baseline",
                         ckpt: str | None = None, shards_dir: str | None = None) -> dict[str, Any]:
     """Render codes onto a reference and write ``out_path`` (mp4, audio muxed in). Returns a summary.
 
@@ -140,7 +141,7 @@ def render_codes_to_mp4(ref_image: str | Path | np.ndarray, codes: str | Path | 
     n = write_mp4(out_path, render_frames(rend, ref_rgb, out_codes), fps, audio)
     wall = time.perf_counter() - t1
     return {"out": str(out_path), "mode": "codes", "renderer": rend.model_id, "frames": n, "fps": float(fps),
-            "size": size, "codes_rate_hz": float(track.rate_hz), "duration_s": round(n / fps, 3),
+            "size": int(getattr(rend, "size", size) or size), "codes_rate_hz": float(track.rate_hz), "duration_s": round(n / fps, 3),
             "audio_s": None if audio is None else round(audio.size / AUDIO_SR, 3),
             "setup_s": round(t1 - t0, 3), "render_fps": round(n / max(wall, 1e-9), 1)}
 
@@ -173,7 +174,7 @@ def extract_drive_codes(drive_video: str | Path, fps: float, max_seconds: float 
 
 
 def reenact_to_mp4(ref_image: str | Path | np.ndarray, drive_video: str | Path, out_path: str | Path,
-                   fps: float = 25.0, size: int = 256, renderer: str | Renderer = "baseline",
+                   fps: float = 25.0, size: int | None = None, renderer: str | Renderer = "baseline",
                    ckpt: str | None = None, shards_dir: str | None = None,
                    max_seconds: float | None = None) -> dict[str, Any]:
     """Animate the reference with a driving video's motion; keep the driving video's audio."""
@@ -191,7 +192,7 @@ def reenact_to_mp4(ref_image: str | Path | np.ndarray, drive_video: str | Path, 
     n = write_mp4(out_path, render_frames(rend, ref_rgb, codes), fps, audio)
     wall = time.perf_counter() - t1
     return {"out": str(out_path), "mode": "drive", "renderer": rend.model_id, "frames": n, "fps": float(fps),
-            "size": size, "drive_faceless_frac": round(track.faceless_frac, 4), "duration_s": round(n / fps, 3),
+            "size": int(getattr(rend, "size", size) or size), "drive_faceless_frac": round(track.faceless_frac, 4), "duration_s": round(n / fps, 3),
             "audio_s": None if audio is None else round(audio.size / AUDIO_SR, 3),
             "setup_s": round(t1 - t0, 3), "render_fps": round(n / max(wall, 1e-9), 1)}
 
@@ -207,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output mp4")
     p.add_argument("--shards", default=None, help="shards directory for clip_id references/codes")
     p.add_argument("--fps", type=float, default=25.0, help="output frames per second")
-    p.add_argument("--size", type=int, choices=SIZES, default=256, help="output frame side, pixels")
+    p.add_argument("--size", type=int, default=None,
+                   help="output frame side, pixels: 256 or 512 for the baseline (default 256); "
+                        "the learned renderer's is its checkpoint's (default)")
     p.add_argument("--renderer", choices=RENDERERS, default="baseline")
     p.add_argument("--ckpt", default=None, help="learned renderer checkpoint (with --renderer learned)")
     p.add_argument("--max-seconds", type=float, default=None, help="drive mode: render at most this many seconds")
