@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.overlay import overlay_config, parse_override
+from pipeline.overlay import load_layered_config, parse_override  # noqa: F401 (parse_override re-exported)
 from stages.asd import AsdConfig
 from stages.asr import AsrConfig
 from stages.audio import AudioConfig
@@ -86,10 +84,4 @@ MAPPING_FIELDS = {"resources": StageResources}  # dict[str, StageResources] fiel
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides."""
-    cfg = CurateConfig()
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = overlay_config(cfg, yaml.safe_load(fh) or {}, mapping_fields=MAPPING_FIELDS)
-    for text in overrides or []:
-        cfg = overlay_config(cfg, parse_override(text), mapping_fields=MAPPING_FIELDS)
-    return cfg
+    return load_layered_config(CurateConfig(), path, overrides, mapping_fields=MAPPING_FIELDS)

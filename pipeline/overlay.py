@@ -8,9 +8,12 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 
 def overlay_config(obj: Any, values: dict[str, Any], where: str = "",
@@ -49,3 +52,15 @@ def parse_override(text: str) -> dict[str, Any]:
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
+
+
+def load_layered_config(defaults: T, path: str | Path | None = None, overrides: list[str] | None = None,
+                        mapping_fields: dict[str, type] | None = None) -> T:
+    """``defaults``, then the YAML file at ``path``, then ``key.sub=value`` overrides; unknown keys raise."""
+    cfg = defaults
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            cfg = overlay_config(cfg, yaml.safe_load(fh) or {}, mapping_fields=mapping_fields)
+    for text in overrides or []:
+        cfg = overlay_config(cfg, parse_override(text), mapping_fields=mapping_fields)
+    return cfg

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from model.dit.config import ModelConfig, load_model_config, overlay_config, parse_override
+from model.dit.config import ModelConfig, load_model_config
+from pipeline.overlay import load_layered_config, overlay_config
 from training.data import DataConfig
 
 DECAY_KINDS = ("cosine", "linear", "constant")
@@ -116,13 +115,9 @@ def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides (values parsed as YAML)."""
-    cfg = TrainConfig()
+    cfg = load_layered_config(TrainConfig(), path, overrides)
     if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = overlay_config(cfg, yaml.safe_load(fh) or {})
         cfg = dataclasses.replace(cfg, base_dir=str(Path(path).resolve().parent))
-    for text in overrides or []:
-        cfg = overlay_config(cfg, parse_override(text))
     return cfg
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.schema import SchemaVersionError
@@ -41,13 +42,18 @@ def build_parser(prog: str = "python -m training.launch") -> argparse.ArgumentPa
     return p
 
 
-def load_config(args: argparse.Namespace) -> TrainConfig:
+def collect_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides plus those implied by ``--max-steps`` and ``--gpu`` (without Ray)."""
     overrides = list(args.overrides)
     if args.max_steps is not None:
         overrides.append(f"optim.max_steps={args.max_steps}")
     if args.gpu and args.num_workers is None:
         overrides.append("device=cuda")
-    return load_train_config(args.config, overrides)
+    return overrides
+
+
+def load_config(args: argparse.Namespace) -> TrainConfig:
+    return load_train_config(args.config, collect_overrides(args))
 
 
 def run(args: argparse.Namespace) -> TrainResult:
@@ -65,11 +71,15 @@ def run(args: argparse.Namespace) -> TrainResult:
 
 def main(argv: list[str] | None = None, prog: str = "python -m training.launch") -> int:
     """Parse ``argv``, train, print a one-line summary; returns the exit code (2 for user errors)."""
-    args = build_parser(prog).parse_args(argv)
+    return launch(build_parser(prog).parse_args(argv), run, prog)
+
+
+def launch(args: argparse.Namespace, run_fn: Callable[[argparse.Namespace], TrainResult], prog: str) -> int:
+    """Run ``run_fn(args)`` with logging set up; print its summary. Returns 0, or 2 for user errors."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        result = run(args)
+        result = run_fn(args)
     except (SchemaVersionError, FileNotFoundError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

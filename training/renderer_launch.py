@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -50,8 +49,7 @@ from model.renderer.warpgan.losses import (
     ms_ssim_loss,
 )
 from model.renderer.warpgan.model import WarpGanConfig, WarpGanRenderer, count_parameters
-from pipeline.overlay import overlay_config, parse_override
-from pipeline.schema import SchemaVersionError
+from pipeline.overlay import load_layered_config, overlay_config
 from training.checkpoint import (
     CKPT_DIR,
     STATE_FILE,
@@ -65,11 +63,11 @@ from training.checkpoint import (
 )
 from training.config import LoggingConfig, OptimConfig
 from training.ema import EMA, unwrap_model
+from training.launch import collect_overrides, launch
 from training.loop import DistContext, Reporter, TrainResult, build_optimizer, resolve_device, seed_everything
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
 
 log = logging.getLogger("omnitalker.renderer")
-EXIT_USAGE = 2  # bad flags, config, shards or schema
 
 
 @dataclass
@@ -93,13 +91,7 @@ class RendererTrainConfig:
 
 def load_renderer_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RendererTrainConfig:
     """Defaults, then the YAML file, then ``key.sub=value`` overrides; unknown keys raise."""
-    cfg = RendererTrainConfig()
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = overlay_config(cfg, yaml.safe_load(fh) or {})
-    for text in overrides or []:
-        cfg = overlay_config(cfg, parse_override(text))
-    return cfg
+    return load_layered_config(RendererTrainConfig(), path, overrides)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -335,32 +327,20 @@ def build_parser(prog: str = "python -m training.renderer_launch") -> argparse.A
     return p
 
 
+def run(args: argparse.Namespace) -> TrainResult:
+    """Train the renderer in this process, or on Ray Train when ``--num-workers`` is given."""
+    cfg = load_renderer_config(args.config, collect_overrides(args))
+    shards, out = str(Path(args.shards).resolve()), str(Path(args.out).resolve())
+    if args.num_workers is not None:
+        if args.num_workers < 1:
+            raise ValueError("--num-workers must be >= 1")
+        return run_ray_renderer_training(cfg, shards, out, args.num_workers, args.gpu)
+    return train_renderer(cfg, shards, out)
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m training.renderer_launch") -> int:
     """Parse ``argv``, train, print a one-line summary; returns the exit code (2 for user errors)."""
-    args = build_parser(prog).parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    overrides = list(args.overrides)
-    if args.max_steps is not None:
-        overrides.append(f"optim.max_steps={args.max_steps}")
-    if args.gpu and args.num_workers is None:
-        overrides.append("device=cuda")
-    shards, out = str(Path(args.shards).resolve()), str(Path(args.out).resolve())
-    try:
-        cfg = load_renderer_config(args.config, overrides)
-        if args.num_workers is not None:
-            if args.num_workers < 1:
-                raise ValueError("--num-workers must be >= 1")
-            result = run_ray_renderer_training(cfg, shards, out, args.num_workers, args.gpu)
-        else:
-            result = train_renderer(cfg, shards, out)
-    except (SchemaVersionError, FileNotFoundError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    print(result.message)
-    if result.status == "trained" and result.last_loss is not None:
-        print(f"step {result.step}: loss {result.last_loss:.4f}")
-    return 0
+    return launch(build_parser(prog).parse_args(argv), run, prog)
 
 
 if __name__ == "__main__":

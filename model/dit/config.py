@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.overlay import overlay_config, parse_override
+from pipeline.overlay import load_layered_config, overlay_config, parse_override  # noqa: F401 (re-exported)
 
 FRAME_RATE_HZ = 24000 / 256  # 93.75 frames per second: mel hop 256 at 24 kHz
 MEL_DIM = 100  # log-mel bins per frame
@@ -149,10 +147,4 @@ def tiny_config() -> ModelConfig:
 
 def load_model_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ModelConfig:
     """Defaults (the paper config), then the YAML file, then ``key=value`` overrides."""
-    cfg = ModelConfig()
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = overlay_config(cfg, yaml.safe_load(fh) or {})
-    for text in overrides or []:
-        cfg = overlay_config(cfg, parse_override(text))
-    return cfg
+    return load_layered_config(ModelConfig(), path, overrides)
