@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,48 @@ from training.loop import METRICS_FILE, DistContext, TrainResult, prepare_run, t
 log = logging.getLogger("omnitalker.train")
 
 
-def train_worker(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker``: one Ray Train worker of the run described by ``config``."""
+def make_dist_context() -> DistContext:
+    """This Ray Train worker's rank, world size, device and DDP wrapper."""
     import ray.train
     import ray.train.torch
 
-    cfg = train_config_from_dict(config["cfg"])
     ctx = ray.train.get_context()
-    dist = DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
+    return DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
                        device=ray.train.torch.get_device(), wrap_model=ray.train.torch.prepare_model)
+
+
+def fit_on_ray_train(worker: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], run_path: Path,
+                     num_workers: int, use_gpu: bool, name: str, start_step: int) -> TrainResult:
+    """Run ``worker`` on ``num_workers`` TorchTrainer workers, then summarize the run from RUN_DIR.
+
+    Joins ``RAY_ADDRESS`` (``ray job submit``) or starts a local Ray, and shuts down only what it started.
+    """
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init()
+    try:
+        TorchTrainer(train_loop_per_worker=worker, train_loop_config=loop_config,
+                     scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+                     run_config=RunConfig(name=name, storage_path=str(run_path / "ray"))).fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    latest = latest_checkpoint(run_path)
+    step = int(read_state(latest)["step"]) if latest is not None else start_step
+    return TrainResult("trained", step, start_step, str(latest) if latest else None,
+                       last_loss=read_last_loss(run_path / METRICS_FILE),
+                       message=f"trained steps {start_step} -> {step} on {num_workers} Ray workers; "
+                               f"last checkpoint {latest}")
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker``: one Ray Train worker of the run described by ``config``."""
+    cfg = train_config_from_dict(config["cfg"])
+    dist = make_dist_context()
     result = train(cfg, config["shards"], config["run_dir"], dist)
     if dist.rank == 0:
         log.info("%s", result.message)
@@ -54,10 +88,6 @@ def read_last_loss(metrics: Path) -> float | None:
 def run_ray_training(cfg: TrainConfig, shards_dir: str, run_dir: str, num_workers: int, use_gpu: bool,
                      ) -> TrainResult:
     """Prepare RUN_DIR on the driver, run ``num_workers`` TorchTrainer workers, summarize from RUN_DIR."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     run_path = Path(run_dir).resolve()
     ckpt = latest_checkpoint(run_path)
     if ckpt is not None and int(read_state(ckpt)["step"]) >= cfg.optim.max_steps:
@@ -67,24 +97,5 @@ def run_ray_training(cfg: TrainConfig, shards_dir: str, run_dir: str, num_worker
                                    f"{cfg.optim.max_steps} (raise --max-steps to continue)")
     start_step = int(read_state(ckpt)["step"]) if ckpt is not None else 0
     prepare_run(cfg, shards_dir, run_path, write=True)  # vocab.txt + stats.json before any worker starts
-
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init()  # RAY_ADDRESS (ray job submit) or a local instance
-    try:
-        trainer = TorchTrainer(
-            train_loop_per_worker=train_worker,
-            train_loop_config={"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
-            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-            run_config=RunConfig(name="train", storage_path=str(run_path / "ray")),
-        )
-        trainer.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
-    latest = latest_checkpoint(run_path)
-    step = int(read_state(latest)["step"]) if latest is not None else start_step
-    return TrainResult("trained", step, start_step, str(latest) if latest else None,
-                       last_loss=read_last_loss(run_path / METRICS_FILE),
-                       message=f"trained steps {start_step} -> {step} on {num_workers} Ray workers; "
-                               f"last checkpoint {latest}")
+    return fit_on_ray_train(train_worker, {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
+                            run_path, num_workers, use_gpu, "train", start_step)

@@ -261,13 +261,10 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
 
 def renderer_train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker``: one Ray Train worker of the renderer run described by ``config``."""
-    import ray.train
-    import ray.train.torch
+    from training.ray_train import make_dist_context
 
     cfg = overlay_config(RendererTrainConfig(), config["cfg"])
-    ctx = ray.train.get_context()
-    dist = DistContext(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
-                       device=ray.train.torch.get_device(), wrap_model=ray.train.torch.prepare_model)
+    dist = make_dist_context()
     result = train_renderer(cfg, config["shards"], config["run_dir"], dist)
     if dist.rank == 0:
         log.info("%s", result.message)
@@ -276,11 +273,7 @@ def renderer_train_worker(config: dict[str, Any]) -> None:
 def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir: str, num_workers: int,
                               use_gpu: bool) -> TrainResult:
     """``num_workers`` TorchTrainer workers (RUN_DIR on storage every node sees); summary from RUN_DIR."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from training.ray_train import read_last_loss
+    from training.ray_train import fit_on_ray_train
 
     run_path = Path(run_dir).resolve()
     done = nothing_to_do(run_path, cfg.optim.max_steps)
@@ -289,23 +282,9 @@ def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir
     build_renderer_index(shards_dir)  # fail on the driver (schema, empty set) before starting workers
     before = latest_checkpoint(run_path)
     start_step = int(read_state(before)["step"]) if before is not None else 0
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init()
-    try:
-        TorchTrainer(train_loop_per_worker=renderer_train_worker,
-                     train_loop_config={"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
-                     scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-                     run_config=RunConfig(name="train-renderer", storage_path=str(run_path / "ray"))).fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
-    latest = latest_checkpoint(run_path)
-    step = int(read_state(latest)["step"]) if latest is not None else start_step
-    return TrainResult("trained", step, start_step, str(latest) if latest else None,
-                       last_loss=read_last_loss(run_path / "metrics.jsonl"),
-                       message=f"trained steps {start_step} -> {step} on {num_workers} Ray workers; "
-                               f"last checkpoint {latest}")
+    return fit_on_ray_train(renderer_train_worker,
+                            {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
+                            run_path, num_workers, use_gpu, "train-renderer", start_step)
 
 
 # --------------------------------------------------------------------------- command line
