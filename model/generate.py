@@ -50,6 +50,7 @@ from model.reference import Reference, ReferenceConfig, load_reference
 from model.vocoder import VOCODER_KINDS, Vocoder, VocoderConfig, load_vocoder
 from stages.item import AUDIO_SR
 from stages.text_norm import contains_han, normalize_for_model
+from training.loop import FeatureNormalizer
 
 log = logging.getLogger(__name__)
 
@@ -98,75 +99,6 @@ def compute_gen_frames(n_ref: int, ref_tokens: int, target_tokens: int, min_gen_
     return max(n_gen, total_tokens - n_ref, 1)
 
 
-# --------------------------------------------------------------------------- feature stats
-
-
-STAT_ALIASES = {"mel": ("mel",), "codes": ("codes", "visual")}  # feature -> key names accepted in the stats
-
-
-def find_stat(stats: dict[str, Any], feature: str, moment: str) -> np.ndarray | None:
-    """``stats[key][moment]`` or ``stats[f"{key}_{moment}"]`` as float32 for a key of ``feature``, else None."""
-    for key in STAT_ALIASES[feature]:
-        nested = stats.get(key)
-        value = nested.get(moment) if isinstance(nested, dict) else None
-        if value is None:
-            value = stats.get(f"{key}_{moment}")
-        if value is not None:
-            return np.asarray(value, dtype=np.float32)
-    return None
-
-
-@dataclass
-class FeatureScaler:
-    """Per-dimension ``(x - mean) / std`` for mel and codes; ``None`` leaves that feature as is."""
-
-    mel_mean: np.ndarray | None = None
-    mel_std: np.ndarray | None = None
-    codes_mean: np.ndarray | None = None
-    codes_std: np.ndarray | None = None
-
-    @classmethod
-    def from_stats(cls, stats: dict[str, Any] | None, normalize_mel: bool, normalize_codes: bool,
-                   min_std: float = 1e-3) -> FeatureScaler:
-        """The moments the trainer used (std floored at ``min_std``); a missing requested one is an error."""
-        stats = stats or {}
-        out = cls()
-        for feature, wanted in (("mel", normalize_mel), ("codes", normalize_codes)):
-            if not wanted:
-                continue
-            mean, std = find_stat(stats, feature, "mean"), find_stat(stats, feature, "std")
-            if mean is None or std is None:
-                raise ValueError(f"checkpoint stats lack {feature} mean/std (keys: {sorted(stats)}) but the "
-                                 f"trainer normalized {feature}")
-            setattr(out, f"{feature}_mean", mean)
-            setattr(out, f"{feature}_std", np.maximum(std, min_std))
-        return out
-
-    def normalize(self, mel: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.mel_mean is not None:
-            mel = (mel - self.mel_mean) / self.mel_std
-        if self.codes_mean is not None:
-            codes = (codes - self.codes_mean) / self.codes_std
-        return mel.astype(np.float32), codes.astype(np.float32)
-
-    def denormalize(self, mel: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.mel_mean is not None:
-            mel = mel * self.mel_std + self.mel_mean
-        if self.codes_mean is not None:
-            codes = codes * self.codes_std + self.codes_mean
-        return mel.astype(np.float32), codes.astype(np.float32)
-
-
-def read_normalization_flags(train_cfg: dict[str, Any] | None) -> tuple[bool, bool, float]:
-    """``(normalize_mel, normalize_codes, min_std)`` from the stored train config's ``features`` section.
-
-    Defaults are those of ``training.config.FeatureConfig``: (False, True, 1e-3).
-    """
-    section = (train_cfg or {}).get("features", {}) or {}
-    return (bool(section.get("normalize_mel", False)), bool(section.get("normalize_codes", True)),
-            float(section.get("min_std", 1e-3)))
-
-
 # --------------------------------------------------------------------------- generation
 
 
@@ -181,7 +113,7 @@ def normalize_target_text(text: str, language: str | None) -> str:
 
 
 @torch.no_grad()
-def generate(model: OmniTalkerDiT, vocab: TextVocab, scaler: FeatureScaler, ref: Reference, text: str,
+def generate(model: OmniTalkerDiT, vocab: TextVocab, scaler: FeatureNormalizer, ref: Reference, text: str,
              cfg: GenerateConfig | None = None) -> GenerationResult:
     """Continue ``ref`` with ``text``: ``N_gen`` new mel + code frames (rule in the module docstring)."""
     cfg = cfg or GenerateConfig()
@@ -192,12 +124,12 @@ def generate(model: OmniTalkerDiT, vocab: TextVocab, scaler: FeatureScaler, ref:
     n_ref = ref.n_frames
     n_gen = compute_gen_frames(n_ref, len(ref_ids), len(target_ids), cfg.min_gen_s, cfg.max_gen_s,
                                total_tokens=len(ids), duration_s=cfg.duration_s)
-    ref_mel, ref_codes = scaler.normalize(ref.mel, ref.codes)
+    ref_mel, ref_codes = scaler.normalize(torch.from_numpy(ref.mel).float(), torch.from_numpy(ref.codes).float())
     t0 = time.perf_counter()
-    out = sample(model, torch.from_numpy(ref_mel), torch.from_numpy(ref_codes), torch.tensor(ids, dtype=torch.long),
-                 n_ref + n_gen, cfg.sampler)
+    out = sample(model, ref_mel, ref_codes, torch.tensor(ids, dtype=torch.long), n_ref + n_gen, cfg.sampler)
     seconds = time.perf_counter() - t0
-    full_mel, full_codes = scaler.denormalize(out.full_mel.float().cpu().numpy(), out.full_codes.float().cpu().numpy())
+    full_mel, full_codes = (x.float().cpu().numpy() for x in scaler.denormalize(out.full_mel.float().cpu(),
+                                                                                 out.full_codes.float().cpu()))
     full_mel[:n_ref] = ref.mel  # exact reference frames (no float round trip through the scaler)
     full_codes[:n_ref] = ref.codes
     return GenerationResult(mel=full_mel[n_ref:], codes=full_codes[n_ref:], full_mel=full_mel, full_codes=full_codes,
@@ -226,14 +158,12 @@ def write_outputs(result: GenerationResult, out_dir: str | Path, name: str, voco
 
 
 def load_checkpoint_for_generation(ckpt: str, device: str = "cpu"
-                                   ) -> tuple[OmniTalkerDiT, ModelConfig, TextVocab, FeatureScaler]:
-    """EMA model, config, vocabulary and the feature scaler of a run folder or checkpoint folder."""
-    from training.checkpoint import load_for_inference, read_state, resolve_checkpoint
+                                   ) -> tuple[OmniTalkerDiT, ModelConfig, TextVocab, FeatureNormalizer]:
+    """EMA model, config, vocabulary and the trainer's feature normalizer of a run or checkpoint folder."""
+    from training.checkpoint import load_for_inference
 
     model, model_cfg, vocab, stats = load_for_inference(ckpt, device)
-    train_cfg = read_state(resolve_checkpoint(ckpt)).get("config", {}).get("train")
-    normalize_mel, normalize_codes, min_std = read_normalization_flags(train_cfg)
-    return model, model_cfg, vocab, FeatureScaler.from_stats(stats, normalize_mel, normalize_codes, min_std)
+    return model, model_cfg, vocab, FeatureNormalizer(stats)
 
 
 def build_parser() -> argparse.ArgumentParser:

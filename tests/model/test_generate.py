@@ -21,7 +21,6 @@ import torch
 from model.dit.backbone import OmniTalkerDiT
 from model.dit.config import SamplerConfig, load_model_config
 from model.generate import (
-    FeatureScaler,
     GenerateConfig,
     compute_gen_frames,
     generate,
@@ -30,6 +29,7 @@ from model.generate import (
 )
 from model.reference import ReferenceError, load_reference, load_reference_from_shards
 from pipeline.schema import SHARD_SCHEMA, SchemaVersionError, shard_metadata
+from training.loop import FeatureNormalizer
 
 REPO = Path(__file__).resolve().parents[2]
 REF_TEXT = "Some call me nature, others call me mother nature."
@@ -74,13 +74,14 @@ def run_dir(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint of a tiny random model: vocab and stats from the shards, saved by save_checkpoint."""
     from training.checkpoint import save_checkpoint
     from training.config import TrainConfig
-    from training.data import DataConfig, build_index, compute_feature_stats
+    from training.data import DataConfig, build_index
     from training.ema import EMA
+    from training.loop import compute_run_stats
     from training.vocab import Vocab
 
     index = build_index(str(shards), DataConfig())
     vocab = Vocab.build(list(index.texts()) + [TARGET_TEXT])
-    stats = compute_feature_stats(index)
+    stats = compute_run_stats(index, TrainConfig().features)  # as the trainer saves them
     cfg = load_model_config(REPO / "configs" / "model_tiny.yaml", [f"dit.vocab_size={len(vocab)}"])
     torch.manual_seed(0)
     model = OmniTalkerDiT(cfg.dit)
@@ -102,17 +103,19 @@ def test_length_rule():
         compute_gen_frames(500, 0, 30)
 
 
-def test_scaler_round_trip_and_missing_stats():
+def test_normalizer_round_trip_follows_the_checkpoint_flags():
     rng = np.random.default_rng(0)
-    stats = {"codes_mean": rng.normal(size=61).tolist(), "codes_std": (rng.random(61) + 0.1).tolist()}
-    scaler = FeatureScaler.from_stats(stats, normalize_mel=False, normalize_codes=True)
-    mel, codes = rng.normal(size=(7, 100)).astype(np.float32), rng.normal(size=(7, 61)).astype(np.float32)
+    stats = {"codes_mean": rng.normal(size=61).tolist(), "codes_std": (rng.random(61) + 0.1).tolist(),
+             "normalize": {"mel": False, "codes": True, "min_std": 1e-3}}
+    scaler = FeatureNormalizer(stats)
+    mel = torch.from_numpy(rng.normal(size=(7, 100)).astype(np.float32))
+    codes = torch.from_numpy(rng.normal(size=(7, 61)).astype(np.float32))
     nm, nc = scaler.normalize(mel, codes)
-    assert np.array_equal(nm, mel) and not np.allclose(nc, codes)
+    assert torch.equal(nm, mel) and not torch.allclose(nc, codes)
     back_mel, back_codes = scaler.denormalize(nm, nc)
-    np.testing.assert_allclose(back_codes, codes, atol=1e-5)
-    with pytest.raises(ValueError, match="mel mean/std"):
-        FeatureScaler.from_stats(stats, normalize_mel=True, normalize_codes=True)
+    torch.testing.assert_close(back_codes, codes, atol=1e-5, rtol=0)
+    with pytest.raises(KeyError, match="mel_mean"):
+        FeatureNormalizer({**stats, "normalize": {"mel": True, "codes": True}})
 
 
 def test_reference_lookup_errors(shards: Path, tmp_path: Path):
@@ -131,7 +134,7 @@ def test_reference_lookup_errors(shards: Path, tmp_path: Path):
 
 def test_generate_keeps_reference_frames(run_dir: Path, shards: Path):
     model, model_cfg, vocab, scaler = load_checkpoint_for_generation(str(run_dir))
-    assert scaler.codes_mean is not None and scaler.mel_mean is None  # TrainConfig defaults
+    assert set(scaler.parts) == {"codes"}  # TrainConfig defaults: codes normalized, mel not
     ref = load_reference_from_shards(str(shards), CLIP_ID)
     cfg = GenerateConfig(sampler=SamplerConfig(steps=2, text_scale=2.0, audio_scale=0.5, visual_scale=0.5, seed=3))
     res = generate(model, vocab, scaler, ref, TARGET_TEXT, cfg)
