@@ -114,23 +114,38 @@ def normalize_target_text(text: str, language: str | None) -> str:
 
 @torch.no_grad()
 def generate(model: OmniTalkerDiT, vocab: TextVocab, scaler: FeatureNormalizer, ref: Reference, text: str,
-             cfg: GenerateConfig | None = None) -> GenerationResult:
-    """Continue ``ref`` with ``text``: ``N_gen`` new mel + code frames (rule in the module docstring)."""
+             cfg: GenerateConfig | None = None, driving_mel: np.ndarray | None = None) -> GenerationResult:
+    """Continue ``ref`` with ``text``: ``N_gen`` new mel + code frames (rule in the module docstring).
+
+    Audio-driven mode: with ``driving_mel`` (N_gen, 100), the log-mel of a target audio, ``N_gen`` is
+    its length, the mel is kept as given and only the codes are generated. ``text`` (its
+    transcript) may then be empty: the text condition is the reference's alone.
+    """
     cfg = cfg or GenerateConfig()
-    target_model = normalize_target_text(text, cfg.language or ref.language)
-    ref_ids = vocab.encode(ref.text_model)
-    target_ids = vocab.encode(target_model)
-    ids = vocab.encode(f"{ref.text_model} {target_model}")
     n_ref = ref.n_frames
-    n_gen = compute_gen_frames(n_ref, len(ref_ids), len(target_ids), cfg.min_gen_s, cfg.max_gen_s,
-                               total_tokens=len(ids), duration_s=cfg.duration_s)
+    if driving_mel is not None and not text.strip():
+        target_model = ""
+        ids = vocab.encode(ref.text_model)
+    else:
+        target_model = normalize_target_text(text, cfg.language or ref.language)
+        ids = vocab.encode(f"{ref.text_model} {target_model}")
+    if driving_mel is not None:
+        n_gen = int(driving_mel.shape[0])
+    else:
+        n_gen = compute_gen_frames(n_ref, len(vocab.encode(ref.text_model)), len(vocab.encode(target_model)),
+                                   cfg.min_gen_s, cfg.max_gen_s, total_tokens=len(ids), duration_s=cfg.duration_s)
     ref_mel, ref_codes = scaler.normalize(torch.from_numpy(ref.mel).float(), torch.from_numpy(ref.codes).float())
+    drive = None
+    if driving_mel is not None:
+        drive, _ = scaler.normalize(torch.from_numpy(np.asarray(driving_mel, np.float32)), torch.zeros(n_gen, 61))
     t0 = time.perf_counter()
-    out = sample(model, ref_mel, ref_codes, torch.tensor(ids, dtype=torch.long), n_ref + n_gen, cfg.sampler)
+    out = sample(model, ref_mel, ref_codes, torch.tensor(ids, dtype=torch.long), n_ref + n_gen, cfg.sampler, drive)
     seconds = time.perf_counter() - t0
     full_mel, full_codes = (x.float().cpu().numpy() for x in scaler.denormalize(out.full_mel.float().cpu(),
                                                                                  out.full_codes.float().cpu()))
     full_mel[:n_ref] = ref.mel  # exact reference frames (no float round trip through the scaler)
+    if driving_mel is not None:
+        full_mel[n_ref:] = driving_mel
     full_codes[:n_ref] = ref.codes
     return GenerationResult(mel=full_mel[n_ref:], codes=full_codes[n_ref:], full_mel=full_mel, full_codes=full_codes,
                             n_ref=n_ref, text=text, text_model=target_model, text_ids=ids, seconds=seconds)
@@ -157,6 +172,20 @@ def write_outputs(result: GenerationResult, out_dir: str | Path, name: str, voco
     return info
 
 
+def load_driving_audio(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A speech file as the curation stores it (24 kHz mono, loudness-normalized, 16-bit) and its log-mel.
+
+    Returns ``(audio (n,) float32, mel (1 + n // 256, 100) float32)``.
+    """
+    from stages.audio import AudioConfig, decode_mono, standardize
+    from stages.mel import LogMel, quantize_pcm16
+
+    samples, rate, _ = decode_mono(path)
+    audio_24k, _, _, _ = standardize(samples, rate, AudioConfig())
+    audio = quantize_pcm16(audio_24k)
+    return audio, np.asarray(LogMel()(audio), np.float32)
+
+
 def load_checkpoint_for_generation(ckpt: str, device: str = "cpu"
                                    ) -> tuple[OmniTalkerDiT, ModelConfig, TextVocab, FeatureNormalizer]:
     """EMA model, config, vocabulary and the trainer's feature normalizer of a run or checkpoint folder."""
@@ -171,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ckpt", required=True, help="run folder (newest checkpoint) or a checkpoint folder")
     ap.add_argument("--ref", required=True, help="a clip_id in --shards, or a short video file")
     ap.add_argument("--shards", default=None, help="curated OUT/shards folder (for a clip_id reference)")
-    ap.add_argument("--text", required=True, help="the text to speak")
+    ap.add_argument("--text", default="", help="the text to speak (with --audio: its transcript, optional)")
+    ap.add_argument("--audio", default=None, help="audio-driven mode (StyleTalker): generate only the visual "
+                    "codes for this speech file; the wav written is this audio")
     ap.add_argument("--out", required=True, help="output folder for <name>.npz and <name>.wav")
     ap.add_argument("--name", default=None, help="output file stem (default: <reference name>_gen)")
     ap.add_argument("--steps", type=int, default=16, help="Euler steps")
@@ -214,9 +245,18 @@ def main(argv: list[str] | None = None) -> int:
                                                                 language=args.language))
     ref_s = time.perf_counter() - t0
     cfg = GenerateConfig(sampler=sampler, duration_s=args.duration, language=args.language)
-    result = generate(model, vocab, scaler, ref, args.text, cfg)
+    if not args.audio and not args.text.strip():
+        raise SystemExit("omnitalker generate: --text is required (or --audio for the audio-driven mode)")
+    driving_audio = driving_mel = None
+    if args.audio:
+        driving_audio, driving_mel = load_driving_audio(args.audio)
+    result = generate(model, vocab, scaler, ref, args.text, cfg, driving_mel)
     name = sanitize_name(args.name or f"{ref.name}_gen")
-    info = write_outputs(result, args.out, name, vocoder, reference=ref.name)
+    info = write_outputs(result, args.out, name, None if driving_audio is not None else vocoder, reference=ref.name)
+    if driving_audio is not None:  # the given speech is the output audio
+        wav = Path(args.out) / f"{name}.wav"
+        sf.write(wav, driving_audio, AUDIO_SR, subtype="PCM_16")
+        info.update(wav=str(wav), n_samples=int(len(driving_audio)), mode="audio-driven")
     if args.render:
         from model.renderer.cli import render_codes_to_mp4
 

@@ -102,6 +102,10 @@ class FlowMatchingConfig:
     drop_text_prob: float = 0.2  # CFG dropout: probability of zeroing the text condition per sample
     drop_audio_prob: float = 0.2  # CFG dropout: probability of zeroing the reference mel per sample
     drop_visual_prob: float = 0.2  # CFG dropout: probability of zeroing the reference codes per sample
+    # StyleTalker's audio-driven mode: this fraction of samples keeps the whole mel as condition
+    # (unmasked) and learns only the codes of the masked span, so the same model and sampler can
+    # generate codes for a given audio (model/dit/sampler.py ``driving_mel``).
+    audio_driven_prob: float = 0.1
     loss_weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:

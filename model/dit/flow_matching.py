@@ -113,16 +113,21 @@ class FlowMatching(nn.Module):
         noise_code = torch.randn(codes.shape, generator=generator, device=device, dtype=codes.dtype)
         xt_mel, target_mel = self.interpolate(noise_mel, mel, t)
         xt_code, target_code = self.interpolate(noise_code, codes, t)
+        # Audio-driven samples: the mel is all condition (nothing of it to generate), codes as usual.
+        audio_driven = torch.rand(b, generator=generator, device=device) < cfg.audio_driven_prob
+        mel_span = span & ~audio_driven[:, None]
         keep = (~span).unsqueeze(-1).to(mel.dtype)
-        pred_mel, pred_code = self.model(xt_mel, xt_code, mel * keep, codes * keep, text, t, mask,
+        keep_mel = (~mel_span).unsqueeze(-1).to(mel.dtype)
+        pred_mel, pred_code = self.model(xt_mel, xt_code, mel * keep_mel, codes * keep, text, t, mask,
                                          drop_text, drop_audio, drop_visual)
-        return self.weigh_losses(pred_mel, pred_code, target_mel, target_code, span)
+        return self.weigh_losses(pred_mel, pred_code, target_mel, target_code, span, mel_span)
 
     def weigh_losses(self, pred_mel: Tensor, pred_code: Tensor, target_mel: Tensor, target_code: Tensor,
-                     loss_mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-part masked L1 on ``loss_mask`` (B, N) frames; total = sum of weight * part."""
+                     loss_mask: Tensor, mel_mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-part masked L1 on ``loss_mask`` (B, N) frames (``mel_mask`` for the mel, default the same);
+        total = sum of weight * part."""
         w = self.cfg.loss_weights
-        parts = {"mel": compute_masked_l1(pred_mel, target_mel, loss_mask)}
+        parts = {"mel": compute_masked_l1(pred_mel, target_mel, loss_mask if mel_mask is None else mel_mask)}
         for name, sl in CODE_PARTS.items():
             parts[name] = compute_masked_l1(pred_code[..., sl], target_code[..., sl], loss_mask)
         weights = {"mel": w.mel, "blendshape": w.blendshape, "pose": w.pose, "eye": w.eye}

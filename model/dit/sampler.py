@@ -84,11 +84,16 @@ def pad_text(text: Tensor, total_len: int) -> Tensor:
 
 @torch.no_grad()
 def sample(model: OmniTalkerDiT, ref_mel: Tensor, ref_codes: Tensor, text: Tensor, total_len: int,
-           cfg: SamplerConfig | None = None) -> SampleResult:
+           cfg: SamplerConfig | None = None, driving_mel: Tensor | None = None) -> SampleResult:
     """Generate ``total_len - N_ref`` frames continuing the reference.
 
     ``ref_mel`` (N_ref, C_mel), ``ref_codes`` (N_ref, C_code), ``text`` (T,) ids of the reference
     text followed by the target text, ``total_len`` N frames (93.75 Hz) including the reference.
+
+    Audio-driven mode (StyleTalker): ``driving_mel`` (N_gen, C_mel) is the target audio's mel. It
+    joins the condition (nothing of the mel is masked), the mel stream is held on its known OT
+    path ``(1 - t) x0 + t x1`` at every step, and only the codes are generated; the returned mel
+    is ``driving_mel`` itself.
     """
     cfg = cfg or SamplerConfig()
     n_ref = ref_mel.shape[0]
@@ -102,6 +107,11 @@ def sample(model: OmniTalkerDiT, ref_mel: Tensor, ref_codes: Tensor, text: Tenso
     cond_code = torch.zeros(1, total_len, ref_codes.shape[1], device=device, dtype=dtype)
     cond_mel[0, :n_ref] = ref_mel.to(device, dtype)
     cond_code[0, :n_ref] = ref_codes.to(device, dtype)
+    if driving_mel is not None:
+        if driving_mel.shape != (total_len - n_ref, ref_mel.shape[1]):
+            raise ValueError(f"driving_mel must be ({total_len - n_ref}, {ref_mel.shape[1]}), "
+                             f"got {tuple(driving_mel.shape)}")
+        cond_mel[0, n_ref:] = driving_mel.to(device, dtype)
     ids = pad_text(text.to(device), total_len)
 
     generator = None
@@ -109,6 +119,7 @@ def sample(model: OmniTalkerDiT, ref_mel: Tensor, ref_codes: Tensor, text: Tenso
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
     x_mel = torch.randn(cond_mel.shape, generator=generator, device=device, dtype=dtype)
     x_code = torch.randn(cond_code.shape, generator=generator, device=device, dtype=dtype)
+    mel_noise = x_mel.clone()
     grid = build_time_grid(cfg.steps, cfg.sway_coef, device).to(dtype)
     scales = (cfg.text_scale, cfg.audio_scale, cfg.visual_scale)
 
@@ -120,11 +131,15 @@ def sample(model: OmniTalkerDiT, ref_mel: Tensor, ref_codes: Tensor, text: Tenso
             dt = grid[i + 1] - grid[i]
             x_mel = x_mel + dt * v_mel
             x_code = x_code + dt * v_code
+            if driving_mel is not None:  # the known audio stays on its path
+                x_mel[:, n_ref:] = (1 - grid[i + 1]) * mel_noise[:, n_ref:] + grid[i + 1] * cond_mel[:, n_ref:]
     finally:
         model.train(was_training)
 
     full_mel = x_mel[0].clone()
     full_codes = x_code[0].clone()
     full_mel[:n_ref] = cond_mel[0, :n_ref]
+    if driving_mel is not None:
+        full_mel[n_ref:] = cond_mel[0, n_ref:]
     full_codes[:n_ref] = cond_code[0, :n_ref]
     return SampleResult(mel=full_mel[n_ref:], codes=full_codes[n_ref:], full_mel=full_mel, full_codes=full_codes)

@@ -83,7 +83,7 @@ def test_cfg_drop_rate_per_condition() -> None:
 
 
 def test_compute_loss_builds_inputs_and_drops_conditions(tiny_model: OmniTalkerDiT) -> None:
-    fm = FlowMatching(tiny_model, FlowMatchingConfig())
+    fm = FlowMatching(tiny_model, FlowMatchingConfig(audio_driven_prob=0.0))
     calls, handle = capture_inputs(tiny_model)
     b, n = 400, 12
     g = torch.Generator().manual_seed(0)
@@ -105,6 +105,34 @@ def test_compute_loss_builds_inputs_and_drops_conditions(tiny_model: OmniTalkerD
         assert 0.13 < drop.float().mean().item() < 0.27
     # x_t lies on the straight path: at the data mean (+3) weighted by t
     assert torch.corrcoef(torch.stack([x_mel.mean((1, 2)), t]))[0, 1] > 0.9
+
+
+def test_audio_driven_samples_keep_the_whole_mel_as_condition(tiny_model: OmniTalkerDiT) -> None:
+    fm = FlowMatching(tiny_model, FlowMatchingConfig(audio_driven_prob=1.0))
+    calls, handle = capture_inputs(tiny_model)
+    b, n = 16, 12
+    g = torch.Generator().manual_seed(1)
+    mel, codes = torch.randn(b, n, 100, generator=g) + 3.0, torch.randn(b, n, 61, generator=g) + 3.0
+    lengths = torch.randint(4, n + 1, (b,), generator=g)
+    with torch.no_grad():
+        _, parts = fm.compute_loss(mel, codes, torch.randint(0, 64, (b, n), generator=g), lengths, generator=g)
+    handle.remove()
+    _, _, cond_mel, cond_code, _, _, mask, *_ = calls[0]
+    assert torch.equal(cond_mel[mask], mel[mask])  # nothing of the audio is masked
+    span = (cond_code == 0).all(-1) & mask
+    assert span.any() and (span.sum(1) >= 0.5 * lengths).all()  # the codes' span is still generated
+    assert parts["mel"].item() == 0.0 and parts["blendshape"].item() > 0.0  # no mel to learn
+
+    fm_mixed = FlowMatching(tiny_model, FlowMatchingConfig())  # default: 10 % of samples audio-driven
+    calls, handle = capture_inputs(tiny_model)
+    big = 2000
+    with torch.no_grad():
+        fm_mixed.compute_loss(torch.randn(big, 8, 100) + 3.0, torch.randn(big, 8, 61) + 3.0,
+                              torch.zeros(big, 8, dtype=torch.long), generator=torch.Generator().manual_seed(2))
+    handle.remove()
+    _, _, cond_mel, cond_code, *_ = calls[0]
+    driven = ~(cond_mel == 0).all(-1).any(1) & (cond_code == 0).all(-1).any(1)
+    assert 0.07 < driven.float().mean().item() < 0.13
 
 
 def test_masked_l1_ignores_reference_frames_and_padding(tiny_model: OmniTalkerDiT) -> None:
@@ -191,6 +219,21 @@ def test_sampler_keeps_reference_and_returns_generated_part(tiny_model: OmniTalk
     assert out.mel.std() > 0
     with pytest.raises(ValueError, match="do not fit"):
         sample(tiny_model, ref_mel, ref_codes, torch.ones(60, dtype=torch.long), n)
+
+
+def test_audio_driven_sampling_keeps_the_given_mel_and_generates_codes(tiny_model: OmniTalkerDiT) -> None:
+    n_ref, n = 20, 52
+    ref_mel, ref_codes = torch.randn(n_ref, 100), torch.randn(n_ref, 61)
+    text = torch.randint(1, 64, (10,))
+    drive_a, drive_b = torch.randn(n - n_ref, 100), torch.randn(n - n_ref, 100) * 2.0
+    cfg = SamplerConfig(steps=16, seed=0)
+    out_a = sample(tiny_model, ref_mel, ref_codes, text, n, cfg, driving_mel=drive_a)
+    out_b = sample(tiny_model, ref_mel, ref_codes, text, n, cfg, driving_mel=drive_b)
+    assert torch.equal(out_a.mel, drive_a) and torch.equal(out_a.full_mel[:n_ref], ref_mel)
+    assert torch.equal(out_a.full_codes[:n_ref], ref_codes) and torch.isfinite(out_a.codes).all()
+    assert not torch.allclose(out_a.codes, out_b.codes)  # the codes follow the audio
+    with pytest.raises(ValueError, match="driving_mel"):
+        sample(tiny_model, ref_mel, ref_codes, text, n, cfg, driving_mel=torch.randn(5, 100))
 
 
 def test_zero_scales_follow_the_conditional_path(tiny_model: OmniTalkerDiT) -> None:

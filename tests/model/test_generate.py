@@ -194,3 +194,20 @@ def test_cli_with_video_reference(run_dir: Path, media_dir: Path, tmp_path: Path
         assert mp4.streams.video and mp4.streams.audio
         n_video = sum(1 for _ in mp4.decode(video=0))
     assert n_video == info["render"]["frames"] == pytest.approx(n_gen / 93.75 * 25, abs=1)
+
+
+def test_cli_audio_driven_generates_codes_for_the_given_speech(run_dir: Path, shards: Path, media_dir: Path,
+                                                               tmp_path: Path, capsys):
+    """StyleTalker's audio-driven mode: same model and sampler, the audio kept, only codes generated."""
+    from model.generate import load_driving_audio
+
+    speech = media_dir / "f5tts_basic_ref_en.wav"
+    info = run_cli(capsys, ["--ckpt", str(run_dir), "--ref", CLIP_ID, "--shards", str(shards), "--audio", str(speech),
+                            "--out", str(tmp_path), "--steps", "2", "--name", "driven"])
+    audio, mel = load_driving_audio(str(speech))
+    assert info["mode"] == "audio-driven" and info["n_gen"] == len(mel) == 1 + len(audio) // 256
+    with np.load(info["npz"]) as z:
+        assert np.array_equal(z["mel"], mel)  # the given speech, untouched
+        assert z["codes"].shape == (len(mel), 61) and np.isfinite(z["codes"]).all()
+    written, sr = sf.read(info["wav"], dtype="float32")
+    assert sr == 24000 and np.allclose(written, audio, atol=1 / 32768)
