@@ -7,7 +7,12 @@ Speed: the baseline renders ``--frames`` frames of a head turning and a mouth op
 Quality (self-reenactment): frame 0 of ``sadtalker_WDA_KatieHill_000.mp4`` driven by the same
 video's codes (MediaPipe + blendshape_fit at 25 fps) against the real frames, same crop:
 PSNR (dB), SSIM, and landmark NME (mean MediaPipe landmark distance / inter-ocular distance).
-The learned renderer's row is added when ``model.renderer.warpgan`` provides a ``bench_fps``.
+Learned renderer (``model.renderer.warpgan``, random init: speed only): frames/s of the
+per-frame work of ``LearnedRenderer.render`` (source features encoded once, then keypoints,
+dense motion, warp and decoder per driving frame), tiny (64 px) and paper (512 px) configs,
+batch 1 and 8 (paper on CPU: 1 and 2, ~5 s a frame), torch threads 1 and all cores on CPU; on CUDA (when available) the paper
+config at 512 px in fp32 and bf16 autocast, batch 1 and 16 (goal on an H100: >= 100 fps;
+LivePortrait: 12.8 ms/frame on an RTX 4090).
 """
 
 from __future__ import annotations
@@ -66,6 +71,72 @@ def measure_fps(size: int, n_frames: int) -> tuple[float, float]:
     return n_frames / (time.perf_counter() - t0), prep
 
 
+def measure_learned_fps(config: str, batch: int, device: str, n_frames: int, threads: int | None = None,
+                        bf16: bool = False) -> float:
+    """Frames/s of the learned renderer's per-frame work (random init; source features encoded once)."""
+    import torch
+
+    from model.renderer.warpgan import WarpGanRenderer, paper_config, tiny_config
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        model = WarpGanRenderer(tiny_config() if config == "tiny" else paper_config()).to(device).eval()
+        s = model.cfg.image_size
+        src = torch.rand(1, 3, s, s, device=device)
+        src_codes = torch.zeros(1, 61, device=device)
+        drv = torch.zeros(batch, 61, device=device)
+        drv[:, 24] = 0.4  # jawOpen
+        drv[:, 52] = 0.1  # yaw, radians
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device == "cuda")
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        with torch.no_grad(), autocast:
+            feats = model.encode_source(src)
+            src_b, feats_b = src.expand(batch, -1, -1, -1), [f.expand(batch, -1, -1, -1) for f in feats]
+            codes_b = src_codes.expand(batch, -1)
+
+            def step() -> None:
+                model.render_from_features(src_b, feats_b, codes_b, drv)["image"].clamp(0, 1)
+
+            for _ in range(2 if device == "cuda" else 1):  # warm-up (allocator, cuDNN autotune)
+                step()
+            sync()
+            n_iter = max(1, n_frames // batch)
+            t0 = time.perf_counter()
+            for _ in range(n_iter):
+                step()
+            sync()
+        return n_iter * batch / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def print_learned_fps(n_frames: int) -> None:
+    """The learned renderer's fps rows (CPU; CUDA when available)."""
+    import torch
+
+    print(f"\n{'learned renderer (random init)':<32} {'size':>5} {'batch':>5} {'threads':>7} {'fps':>8} {'ms/frame':>9}")
+    all_threads = os.cpu_count() or 1
+    for config, size, frames, batches in (("tiny", 64, n_frames * 4, (1, 8)), ("paper", 512, 2, (1, 2))):
+        for batch in batches:
+            for threads in sorted({1, all_threads}):
+                fps = measure_learned_fps(config, batch, "cpu", max(frames, batch), threads)
+                print(f"{'learned ' + config + ' cpu':<32} {size:>5} {batch:>5} {threads:>7} {fps:>8.1f} "
+                      f"{1000 / fps:>9.2f}")
+    if not torch.cuda.is_available():
+        print(f"{'learned paper cuda':<32} {512:>5}   skipped: no GPU (goal: >= 100 fps on an H100)")
+        return
+    name = torch.cuda.get_device_name(0)
+    for bf16 in (False, True):
+        for batch in (1, 16):
+            fps = measure_learned_fps("paper", batch, "cuda", 256, bf16=bf16)
+            label = f"learned paper cuda {'bf16' if bf16 else 'fp32'}"
+            print(f"{label:<32} {512:>5} {batch:>5} {'-':>7} {fps:>8.1f} {1000 / fps:>9.2f}  {name} "
+                  f"(goal >= 100 fps on H100; {'met' if fps >= 100 else 'NOT met'})")
+
+
 def read_grid_frames(path: Path, n: int, fps: float) -> list[np.ndarray]:
     """The first ``n`` frames on the ``i / fps`` grid (RGB uint8)."""
     frames: list[np.ndarray] = []
@@ -110,22 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--seconds", type=float, default=3.0, help="self-reenactment span, seconds")
+    p.add_argument("--learned-frames", type=int, default=32, help="frames per learned-renderer CPU measurement")
     args = p.parse_args(argv)
     print(f"{'renderer':<10} {'size':>5} {'fps (1 core)':>13} {'ms/frame':>9} {'prepare s':>10}")
     for size in (256, 512):
         fps, prep = measure_fps(size, args.frames)
         print(f"{'baseline':<10} {size:>5} {fps:>13.1f} {1000 / fps:>9.2f} {prep:>10.2f}")
-    try:
-        from model.renderer import warpgan  # type: ignore[attr-defined]
-
-        bench = getattr(warpgan, "bench_fps", None)
-        if bench is not None:
-            for device in ("cpu", "cuda"):
-                res = bench(device=device)
-                if res is not None:
-                    print(f"{'learned':<10} {res['size']:>5} {res['fps']:>13.1f} {1000 / res['fps']:>9.2f} {device:>10}")
-    except ImportError:
-        print("learned    (model.renderer.warpgan not available)")
+    print_learned_fps(args.learned_frames)
     video = MEDIA / "sadtalker_WDA_KatieHill_000.mp4"
     print(f"\nself-reenactment: {video.name}, first {args.seconds:g} s at 25 fps")
     print(f"{'size':>5} {'PSNR dB':>8} {'SSIM':>6} {'NME/IOD':>8} {'frames':>7}")
