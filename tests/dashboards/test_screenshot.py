@@ -107,12 +107,22 @@ def test_overview_in_headless_chromium(synthetic_out: Path) -> None:
         assert count_colour(img, (44, 160, 44)) > 500, "no green (kept hours) bar in the screenshot"
         assert img.std() > 20, "the screenshot is (nearly) blank"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the launcher's process group, then SIGKILL whatever is left (the Streamlit server
+    is the launcher's child and may outlive it while it shuts down)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def count_colour(img: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> int:
