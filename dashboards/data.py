@@ -23,8 +23,9 @@ import os
 import posixpath
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +54,8 @@ THRESHOLD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "chars_per_s": (("segment", "min_chars_per_s"), ("segment", "max_chars_per_s")),
 }
 
+
+T = TypeVar("T")
 
 class DashboardDataError(Exception):
     """A problem with the output folder, with a message meant for the user."""
@@ -167,18 +170,24 @@ class OutputFolder:
         hit = cache_get(key)
         if hit is not None:
             return hit
+        def read(fh: Any) -> pa.Table:
+            pf = pq.ParquetFile(fh)
+            if check_version:
+                check_part_metadata(part.path, pf.schema_arrow.metadata)
+            names = set(pf.schema_arrow.names)
+            return pf.read(columns=[c for c in columns if c in names] if columns is not None else None)
+
+        return cache_put(key, self.read_guarded(part, read))
+
+    def read_guarded(self, part: PartFile, read: Callable[[Any], T]) -> T:
+        """``read(open file)`` for one part; any read failure becomes :class:`CorruptPartError` naming the file."""
         try:
             with self.open_input(part.path) as fh:
-                pf = pq.ParquetFile(fh)
-                if check_version:
-                    check_part_metadata(part.path, pf.schema_arrow.metadata)
-                names = set(pf.schema_arrow.names)
-                table = pf.read(columns=[c for c in columns if c in names] if columns is not None else None)
+                return read(fh)
         except DashboardDataError:
             raise
         except (pa.ArrowException, OSError, ValueError) as e:
             raise CorruptPartError(f"{part.path}: cannot read this part ({type(e).__name__}: {e})") from e
-        return cache_put(key, table)
 
     def read_all(self, sub: str, columns: list[str] | None = None) -> pa.Table | None:
         """Every committed part of ``sub`` as one table; None when there are none."""
@@ -212,11 +221,7 @@ class OutputFolder:
         hit = cache_get(key)
         if hit is not None:
             return hit
-        try:
-            with self.open_input(part.path) as fh:
-                schema = pq.read_schema(fh)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise CorruptPartError(f"{part.path}: cannot read this part ({type(e).__name__}: {e})") from e
+        schema = self.read_guarded(part, pq.read_schema)
         check_part_metadata(part.path, schema.metadata)
         return cache_put(key, schema)
 
@@ -229,21 +234,21 @@ class OutputFolder:
         hit = cache_get(key)
         if hit is not None:
             return hit
-        try:
-            with self.open_input(part.path) as fh:
-                pf = pq.ParquetFile(fh)
-                check_part_metadata(part.path, pf.schema_arrow.metadata)
-                first = 0
-                for g in range(pf.num_row_groups):
-                    n = pf.metadata.row_group(g).num_rows
-                    if row < first + n:
-                        return cache_put(key, pf.read_row_group(g).slice(row - first, 1).to_pylist()[0])
-                    first += n
-        except DashboardDataError:
-            raise
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise CorruptPartError(f"{part.path}: cannot read this part ({type(e).__name__}: {e})") from e
-        raise DashboardDataError(f"{part.path}: has no row {row}")
+        def read(fh: Any) -> dict[str, Any] | None:
+            pf = pq.ParquetFile(fh)
+            check_part_metadata(part.path, pf.schema_arrow.metadata)
+            first = 0
+            for g in range(pf.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if row < first + n:
+                    return pf.read_row_group(g).slice(row - first, 1).to_pylist()[0]
+                first += n
+            return None
+
+        clip = self.read_guarded(part, read)
+        if clip is None:
+            raise DashboardDataError(f"{part.path}: has no row {row}")
+        return cache_put(key, clip)
 
 
 def check_part_metadata(path: str, metadata: dict[bytes, bytes] | None) -> int:
