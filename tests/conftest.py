@@ -188,6 +188,22 @@ def odd_inputs(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> dic
     return files
 
 
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test: tiny models run fastest so, and on a loaded 2-core
+    machine more threads oversubscribe the cores. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- curated outputs
 
 

@@ -27,13 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAPER_PARAMS = 784_775_329  # bench/param_count.py on configs/model_paper.yaml
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other tests for the 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build_tiny(fusion: str = "mm_attention", seed: int = 0) -> OmniTalkerDiT:

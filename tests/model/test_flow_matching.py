@@ -21,13 +21,7 @@ from model.dit.flow_matching import (
 )
 from model.dit.sampler import build_time_grid, compute_guided_velocity
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

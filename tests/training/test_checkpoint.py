@@ -30,13 +30,7 @@ STATS = {"mel_mean": [0.5] * 100, "mel_std": [2.0] * 100, "codes_mean": [0.1] * 
          "normalize": {"mel": False, "codes": True, "min_std": 1e-3}}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine OpenMP oversubscription makes steps ~6x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_parts(vocab: Vocab, seed: int = 0, ema_decay: float = 0.5

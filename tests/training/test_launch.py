@@ -19,13 +19,7 @@ FIELDS = {"step", "epoch", "loss", "loss_mel", "loss_blendshape", "loss_pose", "
           "frames_per_s", "samples_per_s", "world_size"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine OpenMP oversubscription makes steps ~6x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -50,13 +50,7 @@ LOSS_DROP = 0.70  # required fall of the loss: mean of the last 10 steps <= 30 %
 REF_FRACTION = 0.25  # the reference is the clip's words up to about this fraction of its duration
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine OpenMP oversubscription makes steps several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
