@@ -24,7 +24,6 @@ catches reliably is voice-over and off-screen speech (activity near 0).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,17 +113,3 @@ class ClassicalScorer:
         return AsdResult(score=activity * (1.0 + sync) / 2.0, lag_s=float(best_lag),
                          detail={"activity": activity, "sync": sync, "mouth_spread": spread,
                                  "speech_frac": float(speech.mean())})
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m stages.asd_classical FILE``: the ASD stage with the classical scorer (see stages.asd)."""
-    from stages.asd import main as asd_main
-
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.exit("usage: python -m stages.asd_classical FILE")
-    asd_main([*args, "--scorer", "classical"])
-
-
-if __name__ == "__main__":
-    main()

@@ -21,7 +21,6 @@ the repo: the stage fails with a message naming the setting.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,17 +191,3 @@ class LearnedScorer:
         offset = int(round((track.times_s[idx[0]] - audio_start_s) * 100))
         s, lag, n = self.score_arrays(faces, mfcc, offset)
         return AsdResult(score=s, lag_s=lag, detail={"n_frames": float(n)})
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m stages.asd_learned FILE --ckpt PATH``: the ASD stage with the learned scorer."""
-    from stages.asd import main as asd_main
-
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        sys.exit("usage: python -m stages.asd_learned FILE --ckpt PATH")
-    asd_main([*args, "--scorer", "learned"])
-
-
-if __name__ == "__main__":
-    main()
