@@ -388,6 +388,12 @@ class FaceLandmarkExtractor:
             matrix = np.asarray(result.facial_transformation_matrixes[k], dtype=np.float32).reshape(4, 4)
         return lms, scores, matrix
 
+    def detect_still(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:meth:`detect_rgb` on one still image, in a fresh graph (no tracking state in or out)."""
+        self.reset()
+        self._fresh = False  # this call uses the graph: the next one must start a fresh graph again
+        return self.detect_rgb(rgb, 0)
+
     def extract(self, source: str | Path | BinaryIO, start_s: float = 0.0, end_s: float | None = None,
                 max_frames: int | None = None, target: BoxTrack | None = None) -> LandmarkTrack:
         """Detect landmarks on the ``fps`` grid over ``[start_s, end_s)`` seconds.

@@ -76,9 +76,7 @@ class ReferenceFace:
 
 def detect_landmarks(extractor: FaceLandmarkExtractor, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Landmarks (478, 3) in pixels and MediaPipe scores (52,) of one still image, or None."""
-    extractor.reset()
-    extractor._fresh = False  # a still: the next call must start a fresh graph again
-    out = extractor.detect_rgb(rgb, 0)
+    out = extractor.detect_still(rgb)
     if out is None:
         return None
     lm, scores, _ = out
