@@ -44,6 +44,8 @@ test: setup chromium
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	# the layers contract in pyproject.toml (docs/architecture.md): imports only go down
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) bench/curate.py --input "$(IN)"

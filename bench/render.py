@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 
 from blendshape_fit.landmarker import FaceLandmarkExtractor, iterate_grid_frames  # noqa: E402
+from inference.render import extract_drive_codes  # noqa: E402
+from inference.video_io import read_image_rgb  # noqa: E402
 from model.renderer.baseline import (  # noqa: E402
     BaselineConfig,
     BaselineRenderer,
@@ -42,8 +44,6 @@ from model.renderer.baseline import (  # noqa: E402
     crop_square,
     detect_landmarks,
 )
-from model.renderer.cli import extract_drive_codes  # noqa: E402
-from model.renderer.video_io import read_image_rgb  # noqa: E402
 
 
 def make_motion_codes(ref_codes: np.ndarray, n: int) -> np.ndarray:

@@ -37,13 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.dit.backbone import OmniTalkerDiT  # noqa: E402
-from model.dit.config import FRAME_RATE_HZ, ModelConfig, load_model_config  # noqa: E402
+from model.dit.config import ModelConfig, load_model_config  # noqa: E402
 from model.dit.flow_matching import FlowMatching  # noqa: E402
 from model.dit.sampler import sample  # noqa: E402
+from model.normalizer import FeatureNormalizer  # noqa: E402
+from model.vocab import Vocab  # noqa: E402
+from shards.spec import FRAME_RATE_HZ  # noqa: E402
 from training.config import TrainConfig, build_model_config, load_train_config  # noqa: E402
 from training.data import build_index, make_loader  # noqa: E402
-from training.loop import FeatureNormalizer, build_optimizer, compute_run_stats, train  # noqa: E402
-from training.vocab import Vocab  # noqa: E402
+from training.loop import build_optimizer, compute_run_stats, train  # noqa: E402
 
 TINY_TRAIN = REPO / "configs" / "train_tiny.yaml"
 PAPER_MODEL = REPO / "configs" / "model_paper.yaml"

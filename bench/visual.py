@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from blendshape_fit.face_model import load_face_model  # noqa: E402
 from blendshape_fit.fit import BlendshapeFitter, limit_blas_threads  # noqa: E402
 from blendshape_fit.landmarker import FaceLandmarkExtractor, iterate_grid_frames  # noqa: E402
-from stages.item import AUDIO_SR, FileItem, Segment  # noqa: E402
+from shards.spec import AUDIO_SR  # noqa: E402
+from stages.item import FileItem, Segment  # noqa: E402
 from stages.visual import VisualCodesStage  # noqa: E402
 
 DEFAULT_MEDIA = REPO / ".." / "shared" / "data" / "media"

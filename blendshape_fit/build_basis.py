@@ -38,13 +38,13 @@ from blendshape_fit.canonical import (
     derive_iris_points,
     read_canonical_geometry,
 )
-from blendshape_fit.codes import EXPRESSION_NAMES, EXPRESSION_SLICE, MP_BLENDSHAPE_NAMES
 from blendshape_fit.face_model import FaceModel
 from blendshape_fit.fit import BlendshapeFitter, FitOptions
 from blendshape_fit.landmarker import FaceLandmarkExtractor, LandmarkTrack
 from blendshape_fit.neutral import normalize_pose, to_canonical_axes
 from blendshape_fit.prior import build_eye_basis, build_prior
 from blendshape_fit.track import fit_track
+from shards.codes import EXPRESSION_NAMES, EXPRESSION_SLICE, MP_BLENDSHAPE_NAMES
 
 BASIS_VERSION = "v1"
 DEFAULT_ALPHA = 1.0

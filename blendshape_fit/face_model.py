@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blendshape_fit.codes import (
+from shards.codes import (
     CODE_DIM,
     DEPTH_INDEX,
     EXPRESSION_NAMES,

@@ -29,18 +29,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blendshape_fit.codes import (
+from blendshape_fit.face_model import FaceModel, matrix_to_euler
+from shards.codes import (
     CODE_DIM,
     DEPTH_INDEX,
     EXPRESSION_SLICE,
-    EYE_BOUND_RAD,
     EYE_SLICE,
     N_EXPRESSION,
     N_EYE,
     ROTATION_SLICE,
     TRANSLATION_SLICE,
 )
-from blendshape_fit.face_model import FaceModel, matrix_to_euler
+
+# Bounds of the fit, per column group.
+EXPRESSION_BOUNDS = (0.0, 1.0)  # blendshape weights
+EYE_BOUND_RAD = 0.6  # |eye yaw|, |eye pitch| <= 0.6 rad (~34 degrees)
 
 
 @contextlib.contextmanager
@@ -312,7 +315,7 @@ class BlendshapeFitter:
 
     def assemble_codes(self, coef: np.ndarray, rot: np.ndarray, scale: np.ndarray, trans: np.ndarray,
                        width_px: int, height_px: int) -> np.ndarray:
-        """Pack the 61-d codes (see :mod:`blendshape_fit.codes`)."""
+        """Pack the 61-d codes (see :mod:`shards.codes`)."""
         out = np.zeros((coef.shape[0], CODE_DIM))
         out[:, EXPRESSION_SLICE] = coef[:, :N_EXPRESSION]
         out[:, EYE_SLICE] = coef[:, N_EXPRESSION:]

@@ -28,7 +28,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from stages.media_io import sha256_of_local
+from core.media_io import sha256_of_local
 
 TASK_FILE_NAME = "face_landmarker.task"
 TASK_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"

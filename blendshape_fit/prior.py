@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blendshape_fit.codes import EXPRESSION_NAMES, N_EYE
+from shards.codes import EXPRESSION_NAMES, N_EYE
 
 # Landmark groups (MediaPipe face-mesh topology), ordered from the subject's right to left.
 UPPER_LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)

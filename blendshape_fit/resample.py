@@ -12,22 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from blendshape_fit.codes import ANGLE_COLUMNS
-
-AUDIO_SR = 24000  # Hz
-MEL_HOP = 256  # samples at 24 kHz
-MEL_RATE_HZ = Fraction(AUDIO_SR, MEL_HOP)  # 93.75 Hz, exact
-
-
-def count_mel_frames(n_samples_24k: int) -> int:
-    """Mel frames of a clip of ``n_samples_24k`` samples: ``1 + n // 256``."""
-    return 1 + int(n_samples_24k) // MEL_HOP
-
-
-def mel_frame_times(clip_start_s: float, n_frames: int) -> np.ndarray:
-    """Centres (n_frames,) in seconds: ``clip_start_s + k * 256 / 24000``."""
-    k = np.arange(n_frames, dtype=np.float64)
-    return clip_start_s + (k * MEL_HOP) / AUDIO_SR
+from shards.codes import ANGLE_COLUMNS
+from shards.spec import AUDIO_SR, HOP
 
 
 def unwrap_angles(codes: np.ndarray, columns: tuple[int, ...] = ANGLE_COLUMNS) -> np.ndarray:
@@ -80,7 +66,7 @@ def resample_to_mel(codes: np.ndarray, src_start_s: float, src_fps: float, clip_
     if codes.shape[0] == 0:
         raise ValueError("no source frames to resample")
     fps = Fraction(src_fps).limit_denominator(1_000_000)
-    step = Fraction(MEL_HOP, AUDIO_SR) * fps  # source frames per mel frame (8/25 at 30 fps)
+    step = Fraction(HOP, AUDIO_SR) * fps  # source frames per mel frame (8/25 at 30 fps)
     k = np.arange(n_frames, dtype=np.float64)
     pos = (clip_start_s - src_start_s) * float(fps) + k * step.numerator / step.denominator
     src = np.arange(codes.shape[0], dtype=np.float64)

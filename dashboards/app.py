@@ -20,8 +20,9 @@ import pyarrow as pa
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from blendshape_fit.codes import EXPRESSION_NAMES
 from dashboards import data
+from shards.codes import EXPRESSION_NAMES
+from shards.reader import REJECTS, SOURCES
 
 PAGES = ("Overview", "Clips", "Rejects")
 HISTOGRAM_METRICS = (("duration_s", "duration (s)"), ("dnsmos_ovrl", "DNSMOS OVRL (MOS 1-5)"),
@@ -48,8 +49,8 @@ def load_run(root: str) -> dict[str, Any]:
     try:
         folder = data.OutputFolder(root)
         manifest = folder.read_manifest()
-        rejects = folder.read_all(data.REJECTS)
-        sources = folder.read_all(data.SOURCES)
+        rejects = folder.read_all(REJECTS)
+        sources = folder.read_all(SOURCES)
         try:
             clips = folder.read_clips()
         except data.NoShardsError as e:

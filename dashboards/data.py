@@ -33,18 +33,26 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from blendshape_fit.codes import EXPRESSION_NAMES, EYE_NAMES, EYE_SLICE, MP_BLENDSHAPE_NAMES, ROTATION_SLICE
-from stages.media_io import is_uri, resolve
+from core.media_io import is_uri, resolve
+from shards.codes import (
+    EXPRESSION_NAMES,
+    EYE_NAMES,
+    EYE_SLICE,
+    MP_BLENDSHAPE_NAMES,
+    POSE_NAMES,
+    POSE_SLICE,
+    ROTATION_SLICE,
+)
+from shards.reader import MANIFEST, SHARDS, is_part_name, read_row
+from shards.schema import SchemaVersionError, read_schema_version
+from shards.spec import FRAME_RATE_HZ
 
-SHARDS, REJECTS, SOURCES = "shards", "rejects", "sources"
-PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
-FRAME_RATE_HZ = 24000 / 256  # 93.75 Hz: mel and visual frames per second
 MP_FPS = 30.0  # Hz: MediaPipe's own blendshape scores (mp_blendshapes)
 MIN_SCHEMA_VERSION = 2  # v1 shards had other column names; the dashboard reads v2 and later by column presence
 HEAVY_COLUMNS = ("mel", "audio_flac", "visual", "mp_blendshapes", "face_boxes", "words", "provenance")
 CACHE_ENTRIES = 64  # cached part reads (tables or row groups)
 DEFAULT_BLENDSHAPES = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight")
-POSE_NAMES = ("pitch", "yaw", "roll")
+ROTATION_NAMES = POSE_NAMES[ROTATION_SLICE.start - POSE_SLICE.start:ROTATION_SLICE.stop - POSE_SLICE.start]  # pitch, yaw, roll
 # Histogram metric -> the config fields (section, field) drawn as threshold lines on it.
 THRESHOLD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "duration_s": (("segment", "min_clip_s"), ("segment", "max_clip_s")),
@@ -147,13 +155,13 @@ class OutputFolder:
         out = []
         for info in self.fs.get_file_info(sel):
             name = posixpath.basename(info.path)
-            if info.type == pafs.FileType.File and name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX):
+            if info.type == pafs.FileType.File and is_part_name(name):
                 out.append(PartFile(info.path, int(info.size or 0), int(info.mtime_ns or 0)))
         return sorted(out, key=lambda p: p.path)
 
     def read_manifest(self) -> dict[str, Any] | None:
         """``manifest.json`` (None when absent); a broken one is a :class:`CorruptPartError`."""
-        path = posixpath.join(self.base, "manifest.json")
+        path = posixpath.join(self.base, MANIFEST)
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
         try:
@@ -237,13 +245,7 @@ class OutputFolder:
         def read(fh: Any) -> dict[str, Any] | None:
             pf = pq.ParquetFile(fh)
             check_part_metadata(part.path, pf.schema_arrow.metadata)
-            first = 0
-            for g in range(pf.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                if row < first + n:
-                    return pf.read_row_group(g).slice(row - first, 1).to_pylist()[0]
-                first += n
-            return None
+            return read_row(pf, part.path, row)
 
         clip = self.read_guarded(part, read)
         if clip is None:
@@ -253,13 +255,10 @@ class OutputFolder:
 
 def check_part_metadata(path: str, metadata: dict[bytes, bytes] | None) -> int:
     """The shard's schema version; :class:`CorruptPartError` naming ``path`` unless it is v2 or later."""
-    raw = (metadata or {}).get(b"omnitalker.schema_version")
-    if raw is None:
-        raise CorruptPartError(f"{path}: not an omnitalker shard (no omnitalker.schema_version metadata)")
     try:
-        version = int(raw)
-    except ValueError as e:
-        raise CorruptPartError(f"{path}: unreadable omnitalker.schema_version {raw!r}") from e
+        version = read_schema_version(path, metadata)
+    except SchemaVersionError as e:
+        raise CorruptPartError(str(e)) from e
     if version < MIN_SCHEMA_VERSION:
         raise CorruptPartError(f"{path}: schema version {version}; the dashboard reads v{MIN_SCHEMA_VERSION} "
                                "and later (re-curate v1 output)")
@@ -399,7 +398,7 @@ def visual_curves(visual: np.ndarray, start_s: float, blendshapes: tuple[str, ..
     pose = np.degrees(visual[:, ROTATION_SLICE])
     eye = np.degrees(visual[:, EYE_SLICE])
     return {
-        "pose": {"t_s": t, **{f"{n} (deg)": pose[:, i] for i, n in enumerate(POSE_NAMES)}},
+        "pose": {"t_s": t, **{f"{n} (deg)": pose[:, i] for i, n in enumerate(ROTATION_NAMES)}},
         "blendshapes": {"t_s": t, **{n: visual[:, EXPRESSION_NAMES.index(n)] for n in blendshapes}},
         "eye": {"t_s": t, **{f"{n} (deg)": eye[:, i] for i, n in enumerate(EYE_NAMES)}},
     }

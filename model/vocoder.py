@@ -9,7 +9,7 @@ Two implementations behind one interface (:class:`Vocoder.decode`, ``(N, 100)`` 
   downloaded.
 * :class:`GriffinLimVocoder` -- a fallback in plain torch, clearly logged: ``exp`` undoes the
   natural log, the mel magnitudes are mapped back to linear STFT magnitudes by non-negative
-  least squares against the very filterbank of ``stages.mel`` (pseudo-inverse start, then
+  least squares against the very filterbank of ``shards.spec`` (pseudo-inverse start, then
   multiplicative NNLS updates), then fast Griffin-Lim (Perraudin et al. 2013, momentum 0.99)
   with the same STFT (n_fft 1024, hop 256, periodic Hann, centred).
 
@@ -24,19 +24,15 @@ a path falls back to Griffin-Lim with a warning; ``kind="griffin_lim"`` always u
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from stages.item import AUDIO_SR
-from stages.mel import HOP, N_FFT, N_MELS, WIN, build_mel_filterbank
+from shards.spec import AUDIO_SR, HOP, N_FFT, N_MELS, WIN, build_mel_filterbank
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,7 @@ class Vocoder:
 
 
 class GriffinLimVocoder(Vocoder):
-    """Log-mel inversion (NNLS against the ``stages.mel`` filterbank) plus fast Griffin-Lim."""
+    """Log-mel inversion (NNLS against the ``shards.spec`` filterbank) plus fast Griffin-Lim."""
 
     def __init__(self, cfg: VocoderConfig | None = None) -> None:
         self.cfg = cfg or VocoderConfig(kind="griffin_lim")
@@ -190,33 +186,3 @@ def load_vocoder(cfg: VocoderConfig | None = None) -> Vocoder:
     else:
         log.warning("vocoder: using the Griffin-Lim fallback (%d iterations)", cfg.griffin_lim_iters)
     return GriffinLimVocoder(cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m model.vocoder AUDIO OUT.wav``: mel of AUDIO -> vocoder -> OUT.wav, JSON summary."""
-    import soundfile as sf
-
-    from stages.audio import AudioConfig, decode_mono, standardize
-    from stages.mel import LogMel
-
-    ap = argparse.ArgumentParser(description="resynthesize a file through its 100-bin log-mel")
-    ap.add_argument("audio")
-    ap.add_argument("out")
-    ap.add_argument("--vocoder", choices=VOCODER_KINDS, default="auto")
-    ap.add_argument("--vocos-path", default=None)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    samples, rate, _ = decode_mono(args.audio)
-    a24 = standardize(samples, rate, AudioConfig())[0]
-    mel = LogMel()(a24)
-    voc = load_vocoder(VocoderConfig(kind=args.vocoder, vocos_path=args.vocos_path))
-    audio = voc.decode(mel)
-    sf.write(args.out, audio, AUDIO_SR)
-    mel2 = LogMel()(audio)
-    print(json.dumps({"vocoder": voc.name, "n_frames": int(mel.shape[0]), "n_samples": int(len(audio)),
-                      "mel_l1": float(np.abs(mel2 - mel).mean())}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

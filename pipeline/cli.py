@@ -2,11 +2,11 @@
 
 Commands:
   curate    curate media into Parquet shards (= ``python -m pipeline.run``)
-  train     train the OmniTalker DiT on the shards (= ``python -m training.launch``)
-  train-renderer  train the warp-GAN renderer (= ``python -m training.renderer_launch``)
-  generate  text + reference to mel, codes and wav (= ``python -m model.generate``)
+  train     train the OmniTalker DiT on the shards (= ``python -m launchers.train``)
+  train-renderer  train the warp-GAN renderer (= ``python -m launchers.train_renderer``)
+  generate  text + reference to mel, codes and wav (= ``python -m inference.generate``)
   inspect   the shard-inspection dashboard on 127.0.0.1 (= ``streamlit run dashboards/app.py -- OUT``)
-  render    reference + codes, or a driving video, to mp4 (= ``python -m model.renderer.cli``)
+  render    reference + codes, or a driving video, to mp4 (= ``python -m inference.render``)
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import sys
 
 COMMANDS = {
     "curate": ("pipeline.run", "curate media into Parquet shards (= python -m pipeline.run)"),
-    "train": ("training.launch", "train the DiT on curated shards (= python -m training.launch)"),
-    "train-renderer": ("training.renderer_launch", "train the learned warp-GAN renderer on curated shards "
-                       "(= python -m training.renderer_launch)"),
-    "generate": ("model.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m model.generate)"),
+    "train": ("launchers.train", "train the DiT on curated shards (= python -m launchers.train)"),
+    "train-renderer": ("launchers.train_renderer", "train the learned warp-GAN renderer on curated shards "
+                       "(= python -m launchers.train_renderer)"),
+    "generate": ("inference.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m inference.generate)"),
     "inspect": ("dashboards.launch", "inspect a curation output folder in a local web app "
                 "(= streamlit run dashboards/app.py -- OUT)"),
-    "render": ("model.renderer.cli", "reference image + codes (or a driving video) -> mp4 (= python -m model.renderer.cli)"),
+    "render": ("inference.render", "reference image + codes (or a driving video) -> mp4 (= python -m inference.render)"),
 }
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.overlay import load_layered_config, parse_override  # noqa: F401 (parse_override re-exported)
+from core.overlay import load_layered_config
 from stages.asd import AsdConfig
 from stages.asr import AsrConfig
 from stages.audio import AudioConfig
 from stages.diarize import DiarizeConfig
 from stages.dnsmos import DnsmosConfig
 from stages.faces import FacesConfig
+from stages.framing import FramingConfig
 from stages.mel import MelConfig
 from stages.probe import ProbeConfig
 from stages.scene import SceneConfig
@@ -63,6 +64,7 @@ class CurateConfig:
     dnsmos: DnsmosConfig = field(default_factory=DnsmosConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
     asd: AsdConfig = field(default_factory=AsdConfig)
+    framing: FramingConfig = field(default_factory=FramingConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -82,6 +84,19 @@ class CurateConfig:
 MAPPING_FIELDS = {"resources": StageResources}  # dict[str, StageResources] fields
 
 
+NOT_STAGES = ("run", "resources")  # every other section of CurateConfig is one stage's, named as the stage
+
+
+def stage_sections() -> list[str]:
+    """The stage names, in job order: a stage's name, its config section and its ``resources:`` key are one word."""
+    return [f.name for f in dataclasses.fields(CurateConfig) if f.name not in NOT_STAGES]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
-    """Defaults, then the YAML file, then ``key=value`` overrides."""
-    return load_layered_config(CurateConfig(), path, overrides, mapping_fields=MAPPING_FIELDS)
+    """Defaults, then the YAML file, then ``key=value`` overrides; a ``resources`` key must name a stage."""
+    cfg = load_layered_config(CurateConfig(), path, overrides, mapping_fields=MAPPING_FIELDS)
+    unknown = sorted(set(cfg.resources) - set(stage_sections()))
+    if unknown:
+        raise ValueError(f"unknown stage name(s) under resources: {', '.join(unknown)} "
+                         f"(stages: {', '.join(stage_sections())})")
+    return cfg

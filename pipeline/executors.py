@@ -27,8 +27,8 @@ from stages.audio import StandardizeAudioStage
 from stages.base import Resources, Stage
 from stages.diarize import DiarizeStage
 from stages.dnsmos import DnsmosStage
-from stages.face_filter import FaceFilterStage
 from stages.faces import FaceTrackStage
+from stages.framing import FramingStage
 from stages.item import FileItem
 from stages.mel import MelStage
 from stages.probe import ProbeStage
@@ -64,7 +64,7 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         DnsmosStage(cfg=cfg.dnsmos),
         FaceTrackStage(cfg=cfg.faces),
         AsdStage(cfg=cfg.asd),
-        FaceFilterStage(cfg=cfg.segment),
+        FramingStage(cfg=cfg.framing),
         MelStage(cfg=cfg.mel),
         VisualCodesStage(cfg=cfg.visual),
     ]

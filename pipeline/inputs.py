@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from stages.media_io import is_uri, resolve
+from core.media_io import is_uri, resolve
 from stages.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS

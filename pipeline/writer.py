@@ -16,17 +16,12 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
-from pipeline.schema import (
-    MP_BLENDSHAPES_DIM,
-    REJECT_SCHEMA,
-    SHARD_SCHEMA,
-    SOURCE_SCHEMA,
-    VISUAL_DIM,
-    shard_metadata,
-)
-from pipeline.storage import REJECTS, SHARDS, SOURCES, OutputStore, compute_commit_id
-from stages.item import AUDIO_SR, FileItem, Reject, make_clip_id
-from stages.mel import N_MELS
+from pipeline.storage import OutputStore, compute_commit_id
+from shards.codes import CODE_DIM
+from shards.reader import REJECTS, SHARDS, SOURCES
+from shards.schema import MP_BLENDSHAPES_DIM, REJECT_SCHEMA, SHARD_SCHEMA, SOURCE_SCHEMA, shard_metadata
+from shards.spec import AUDIO_SR, N_MELS, to_pcm16
+from stages.item import FileItem, Reject, make_clip_id
 
 
 @dataclass
@@ -43,8 +38,8 @@ class CommitSummary:
 
 
 def encode_flac(clip: np.ndarray, subtype: str = "PCM_16") -> bytes:
-    """FLAC bytes of 24 kHz mono float audio, quantized as :func:`stages.mel.quantize_pcm16` does."""
-    pcm = np.clip(np.round(np.asarray(clip, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    """FLAC bytes of 24 kHz mono float audio on the 16-bit grid of :func:`shards.spec.quantize_pcm16`."""
+    pcm = to_pcm16(clip)
     buf = io.BytesIO()
     sf.write(buf, pcm, AUDIO_SR, format="FLAC", subtype=subtype)
     return buf.getvalue()
@@ -113,7 +108,7 @@ def build_shard_table(items: list[FileItem], config_hash: str, flac_subtype: str
         if f.name == "mel":
             arrays.append(nested_frames(cols["mel"], N_MELS))
         elif f.name == "visual":
-            arrays.append(nested_frames(cols["visual"], VISUAL_DIM))
+            arrays.append(nested_frames(cols["visual"], CODE_DIM))
         elif f.name == "mp_blendshapes":
             arrays.append(nested_frames(cols["mp_blendshapes"], MP_BLENDSHAPES_DIM))
         elif f.name == "face_boxes":

@@ -35,40 +35,22 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from stages.asd_classical import ClassicalScorer
+from stages.asd_learned import LearnedScorer
+from stages.asd_scorer import (
+    VAD_WINDOW,
+    VAD_WINDOW_S,
+    ActiveSpeakerScorer,
+    AsdResult,
+    sample_vad,
+    slice_track,
+)
 from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FaceTrack, FileItem, Reject, Segment
-
-VAD_WINDOW_S = 0.032  # seconds per silero VAD probability (512 samples at 16 kHz)
-VAD_WINDOW = 512  # samples at 16 kHz
-
-
-@dataclass
-class AsdResult:
-    """One scorer's verdict on one track over one segment."""
-
-    score: float  # scorer-specific, higher = speaking (classical: 0-1)
-    lag_s: float  # seconds: best audio-visual lag (positive: video lags audio)
-    detail: dict[str, float] = field(default_factory=dict)  # scorer-specific measures, JSON-able
-
-
-class ActiveSpeakerScorer(Protocol):
-    """Scores how well a face track's visible speech matches a stretch of audio.
-
-    ``audio_16k`` is 16 kHz mono starting at ``audio_start_s`` (source seconds) and
-    reaches at least ``context_s`` beyond ``[start_s, end_s)`` where the file allows;
-    ``vad_probs`` are the silero probabilities of the same stretch, window ``i``
-    covering ``audio_start_s + [i, i + 1) * 0.032`` s. ``source_path`` is the media
-    file, for scorers that look at pixels.
-    """
-
-    name: str
-
-    def score(self, track: FaceTrack, audio_16k: np.ndarray, audio_start_s: float, vad_probs: np.ndarray,
-              start_s: float, end_s: float, source_path: str | None = None) -> AsdResult: ...
 
 
 @dataclass
@@ -96,26 +78,12 @@ class TrackMotion:
     coverage: float  # fraction of the segment's frames with a detection
 
 
-def slice_track(track: FaceTrack, start_s: float, end_s: float) -> np.ndarray:
-    """Indices of the track's frames inside ``[start_s, end_s)``."""
-    return np.flatnonzero((track.times_s >= start_s - 1e-6) & (track.times_s < end_s - 1e-6))
-
-
 def measure_coverage(track: FaceTrack, start_s: float, end_s: float, fps: float) -> float:
     """Fraction of the segment's frames (at ``fps`` Hz) that the track detected."""
     idx = slice_track(track, start_s, end_s)
     n_expected = max(1, int(round((end_s - start_s) * fps)))
     found = np.isfinite(track.boxes[idx, 0]).sum() if len(idx) else 0
     return float(min(1.0, found / n_expected))
-
-
-def sample_vad(vad_probs: np.ndarray, vad_start_s: float, times_s: np.ndarray) -> np.ndarray:
-    """Speech probability at ``times_s`` (nearest 32 ms window; 0 outside)."""
-    idx = np.floor((np.asarray(times_s) - vad_start_s) / VAD_WINDOW_S).astype(int)
-    ok = (idx >= 0) & (idx < len(vad_probs))
-    out = np.zeros(len(idx), np.float32)
-    out[ok] = vad_probs[idx[ok]]
-    return out
 
 
 def measure_track_motion(track: FaceTrack, start_s: float, end_s: float, speech: np.ndarray | None,
@@ -175,12 +143,8 @@ def build_tracks_from_landmarks(lt: Any, shot_index: int = 0, track_id: int = 0)
 def make_scorer(cfg: AsdConfig) -> ActiveSpeakerScorer:
     """The configured scorer (models loaded here, once)."""
     if cfg.scorer == "classical":
-        from stages.asd_classical import ClassicalScorer
-
         return ClassicalScorer(max_lag_s=cfg.max_lag_s, speech_threshold=cfg.speech_threshold)
     if cfg.scorer == "learned":
-        from stages.asd_learned import LearnedScorer
-
         return LearnedScorer(cfg.learned_ckpt_path, max_lag_s=cfg.max_lag_s, threads=cfg.learned_threads)
     raise ValueError(f"asd.scorer must be 'classical' or 'learned', got {cfg.scorer!r}")
 
@@ -300,8 +264,8 @@ class AsdStage(Stage):
 def main(argv: list[str] | None = None) -> None:
     """``python -m stages.asd FILE``: VAD segments + landmark track + ASD for one file, as JSON."""
     from blendshape_fit.landmarker import FaceLandmarkExtractor
+    from shards.spec import AUDIO_SR
     from stages.audio import AudioConfig, decode_mono, standardize
-    from stages.item import AUDIO_SR
     from stages.vad import SileroVad, VadConfig, segment_speech
 
     ap = argparse.ArgumentParser(description="active-speaker detection for one file")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from stages.asd import AsdResult, sample_vad, slice_track
+from stages.asd_scorer import AsdResult, fill_gaps, sample_vad, slice_track
 from stages.item import MODEL_SR, FaceTrack
 
 ENV_HOP = 160  # samples at 16 kHz per envelope frame (10 ms, 100 Hz)
@@ -62,14 +62,6 @@ def smooth_speed(x: np.ndarray, width: int = 3) -> np.ndarray:
     """``|diff(x)|`` smoothed by a ``width``-frame moving average."""
     v = np.abs(np.diff(x))
     return np.convolve(v, np.ones(width) / width, mode="same") if len(v) >= width else v
-
-
-def fill_gaps(times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Linearly interpolate NaN samples (held at the ends)."""
-    ok = np.isfinite(values)
-    if ok.all():
-        return values.astype(np.float64)
-    return np.interp(times_s, times_s[ok], values[ok].astype(np.float64))
 
 
 @dataclass

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.asd import AsdResult, slice_track
-from stages.asd_classical import fill_gaps
+from stages.asd_scorer import AsdResult, fill_gaps, slice_track
 from stages.item import MODEL_SR, FaceTrack
 from stages.models import ModelNotFound
 
@@ -115,8 +114,8 @@ def load_light_asd(path: str | None, threads: int = 1):
     """A LightAsd in eval mode from a local checkpoint, and its model id ``light-asd:NAME@sha12``."""
     import torch
 
+    from core.media_io import sha256_of_local
     from model.asd.light_asd import LightAsd, infer_config, remap_state_dict
-    from stages.media_io import sha256_of_local
 
     if not path:
         raise ModelNotFound(

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject, Segment
+from stages.item import MODEL_SR, FileItem, Reject, Segment
 from stages.text_norm import compute_wer, join_word_texts, normalize_for_model
 from stages.transcripts import align_text_to_segments, assign_cues_to_segments, load_sidecar
 from stages.whisper_backends import AsrResult, AsrWord, BackendOptions, WhisperBackend, load_backend

@@ -1,4 +1,4 @@
-"""standardize_audio: decode to 24 kHz mono float32 (and 16 kHz for the 16 kHz models).
+"""audio: decode to 24 kHz mono float32 (and 16 kHz for the 16 kHz models).
 
 PyAV decodes the first audio stream and downmixes it to mono at the source
 rate (libswresample's standard matrix, so 5.1 keeps its centre channel and
@@ -20,10 +20,11 @@ import av
 import numpy as np
 import soxr
 
+from core.media_io import av_source, open_binary
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject
+from stages.item import MODEL_SR, FileItem, Reject
 from stages.loudness import compute_normalization_gain_db, measure_integrated_loudness
-from stages.media_io import av_source, open_binary
 
 
 @dataclass
@@ -96,7 +97,7 @@ def standardize(samples: np.ndarray, rate: int, cfg: AudioConfig) -> tuple[np.nd
 
 @dataclass
 class StandardizeAudioStage(Stage):
-    name: str = "standardize_audio"
+    name: str = "audio"
     cfg: AudioConfig = field(default_factory=AudioConfig)
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
 

@@ -44,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject, Segment
+from stages.item import MODEL_SR, FileItem, Reject, Segment
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FileItem, Reject, Segment
 from stages.models import PackagedModel, locate_packaged_model
@@ -93,8 +94,8 @@ class DnsmosScorer:
 def segment_audio_16k(item: FileItem, seg: Segment) -> np.ndarray:
     """The 16 kHz samples of ``seg`` (bounds converted from 24 kHz samples)."""
     assert item.audio_16k is not None
-    a = seg.start_sample * MODEL_SR // 24000
-    b = seg.end_sample * MODEL_SR // 24000
+    a = seg.start_sample * MODEL_SR // AUDIO_SR
+    b = seg.end_sample * MODEL_SR // AUDIO_SR
     return item.audio_16k[a:b]
 
 

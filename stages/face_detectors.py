@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from blendshape_fit.landmarker import resolve_task_file
+from core.media_io import sha256_of_local
 from stages.face_tracking import Detection, compute_iou
-from stages.media_io import sha256_of_local
 
 DETECTOR_MEMBER = "face_detector.tflite"  # inside face_landmarker.task
 LANDMARK_CROP_PX = 256  # px: crops are resized to this square side (the landmark model's input)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from blendshape_fit.landmarker import iterate_grid_frames
+from core.media_io import av_source, open_binary
 from stages.base import Resources, Stage
 from stages.face_detectors import CropLandmarker, FaceDetector, InsightFaceDetector, MediaPipeFaceDetector
 from stages.face_tracking import (
@@ -49,7 +50,6 @@ from stages.face_tracking import (
     split_track,
 )
 from stages.item import FaceTrack, FileItem
-from stages.media_io import av_source, open_binary
 from stages.mouth import estimate_yaw_deg, measure_mouth_open
 
 # Face-mesh indices standing in for insightface's 5 keypoints (image-left eye first):
@@ -339,7 +339,8 @@ def summarize_track(t: FaceTrack) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stage on one file (shots from scene detection, one segment per shot) and print JSON."""
-    from stages.item import AUDIO_SR, Segment
+    from shards.spec import AUDIO_SR
+    from stages.item import Segment
     from stages.probe import ProbeConfig, probe_file
     from stages.scene import SceneConfig, detect_shots
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-AUDIO_SR = 24000  # Hz: the sample rate of every stored clip
+from shards.spec import AUDIO_SR
+
 MODEL_SR = 16000  # Hz: the rate of the 16 kHz models (VAD, DNSMOS, ASR)
 
 

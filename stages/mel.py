@@ -17,56 +17,24 @@ The frame rate is 24000/256 = 93.75 Hz exactly.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import torch
 
+from shards.spec import (
+    AUDIO_SR,
+    HOP,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    WIN,
+    build_mel_filterbank,
+    count_mel_frames,
+    quantize_pcm16,
+)
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, FileItem
-
-N_FFT = 1024
-HOP = 256
-WIN = 1024
-N_MELS = 100
-LOG_FLOOR = 1e-7
-FRAME_RATE = Fraction(AUDIO_SR, HOP)  # 93.75 Hz, exactly
-
-MEL_SPEC = {
-    "sample_rate": AUDIO_SR, "n_fft": N_FFT, "hop_length": HOP, "win_length": WIN, "n_mels": N_MELS,
-    "f_min": 0.0, "f_max": AUDIO_SR / 2, "window": "hann_periodic", "center": True, "pad_mode": "reflect",
-    "power": 1.0, "mel_scale": "htk", "norm": None, "log": "ln(max(x, 1e-7))",
-    "frame_rate": f"{FRAME_RATE.numerator}/{FRAME_RATE.denominator}", "compatible_with": "vocos mel_24khz",
-}
-
-
-def count_frames(n_samples: int) -> int:
-    """Mel frames of a clip of ``n_samples`` samples at 24 kHz (centered STFT)."""
-    return 1 + n_samples // HOP
-
-
-def hz_to_mel_htk(f: np.ndarray) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + f / 700.0)
-
-
-def mel_to_hz_htk(m: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
-def build_mel_filterbank(sample_rate: int = AUDIO_SR, n_fft: int = N_FFT, n_mels: int = N_MELS,
-                         f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
-    """HTK triangular filterbank ``(n_fft // 2 + 1, n_mels)`` without area normalization."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    m_pts = np.linspace(hz_to_mel_htk(np.array(f_min)), hz_to_mel_htk(np.array(f_max)), n_mels + 2)
-    f_pts = mel_to_hz_htk(m_pts)
-    f_diff = np.diff(f_pts)
-    slopes = f_pts[None, :] - freqs[:, None]
-    down = -slopes[:, :-2] / f_diff[:-1]
-    up = slopes[:, 2:] / f_diff[1:]
-    return np.maximum(0.0, np.minimum(down, up))
+from stages.item import FileItem
 
 
 class LogMel:
@@ -85,12 +53,6 @@ class LogMel:
         spec = torch.stft(x, N_FFT, HOP, WIN, self.window, center=False, return_complex=True).abs()
         mel = torch.clamp(self.fb.T @ spec, min=LOG_FLOOR).log()
         return mel.T.contiguous().cpu().numpy()
-
-
-def quantize_pcm16(audio: np.ndarray) -> np.ndarray:
-    """Round float audio to the 16-bit grid the shard's FLAC stores (values k / 32768)."""
-    q = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767)
-    return (q / 32768.0).astype(np.float32)
 
 
 @dataclass
@@ -122,13 +84,5 @@ class MelStage(Stage):
         for seg in item.segments:
             clip = quantize_pcm16(item.audio_24k[seg.start_sample:seg.end_sample])
             seg.mel = self._mel(clip)
-            assert seg.mel.shape[0] == count_frames(len(clip)), "mel length must be 1 + n // 256"
+            assert seg.mel.shape[0] == count_mel_frames(len(clip)), "mel length must be 1 + n // 256"
         item.record_model(self.name, f"logmel-{N_MELS}x{N_FFT}/{HOP}@{AUDIO_SR}")
-
-
-def frame_times(n_frames: int, start_s: float = 0.0) -> np.ndarray:
-    """Centre times (seconds) of ``n_frames`` mel frames of a clip starting at ``start_s``."""
-    return start_s + np.arange(n_frames) * (HOP / AUDIO_SR)
-
-
-assert math.isclose(float(FRAME_RATE), 93.75)

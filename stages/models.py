@@ -12,7 +12,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.media_io import sha256_of_local
+from core.media_io import sha256_of_local
 
 
 class ModelNotFound(RuntimeError):

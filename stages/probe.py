@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 import av
 import numpy as np
 
+from core.media_io import av_source, file_info, open_binary, sha256_of
 from stages.base import Resources, Stage
 from stages.item import FileItem, ProbeInfo, Reject
-from stages.media_io import av_source, file_info, open_binary, sha256_of
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".avi")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp3", ".ogg", ".opus")

@@ -1,4 +1,4 @@
-"""scene_cut: shots from PySceneDetect's content detector on the video stream.
+"""scene: shots from PySceneDetect's content detector on the video stream.
 
 A shot is ``(start_s, end_s)`` in seconds of source time. Audio-only inputs
 (and videos whose stream cannot be scanned) give one shot over the whole file;
@@ -14,9 +14,10 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
+from core.media_io import av_source, open_binary
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
 from stages.item import FileItem
-from stages.media_io import av_source, open_binary
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ def detect_shots(path: str, duration_s: float, cfg: SceneConfig,
 
 @dataclass
 class SceneCutStage(Stage):
-    name: str = "scene_cut"
+    name: str = "scene"
     cfg: SceneConfig = field(default_factory=SceneConfig)
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
 
     def process_item(self, item: FileItem) -> None:
-        audio_s = len(item.audio_24k) / 24000 if item.audio_24k is not None else item.probe.duration_s
+        audio_s = len(item.audio_24k) / AUDIO_SR if item.audio_24k is not None else item.probe.duration_s
         duration_s = max(audio_s, 0.0)
         if not item.probe.has_video:
             item.shots = [(0.0, duration_s)]

@@ -17,7 +17,7 @@ Then the cheap text-level filters run, each rejection ledgered with its
 measured value: duration (``min_clip_s`` / ``max_clip_s``), characters per
 second of the model text, the language allowlist and the language
 probability. Face-level filters (box area, frontalness) run after
-active-speaker detection in ``stages/face_filter.py``; DNSMOS, face tracking
+active-speaker detection in ``stages/framing.py``; DNSMOS, face tracking
 and ASD run after this stage, on its clips only (cheap before expensive).
 
 CLI: ``python -m stages.segment FILE`` runs audio, VAD, ASR and this stage on
@@ -32,8 +32,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, FileItem, Reject, Segment
+from stages.item import FileItem, Reject, Segment
 from stages.text_norm import join_word_texts
 
 Word = dict[str, Any]
@@ -51,8 +52,6 @@ class SegmentConfig:
     max_chars_per_s: float = 25.0  # model-text letters+digits per second; faster clips are rejected
     allowed_languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # ISO 639-1; empty = any
     min_language_prob: float = 0.5  # ASR language probability (0-1); lower clips are rejected
-    min_face_area_frac: float = 0.02  # face box area / frame area (median over the clip); stages/face_filter.py
-    max_abs_yaw_deg: float = 45.0  # degrees: median |yaw| above this is not frontal; stages/face_filter.py
 
 
 def split_sentences(words: list[Word], cfg: SegmentConfig) -> list[list[Word]]:
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         sys.exit("usage: python -m stages.segment FILE")
-    from stages.media_io import sha256_of
+    from core.media_io import sha256_of
 
     item = FileItem(source_path=args[0], source_sha256=sha256_of(args[0]))
     for stage in (ProbeStage(), StandardizeAudioStage(), VadSegmentStage(), AsrStage(), FineSegmentStage()):

@@ -3,7 +3,7 @@
 Parsing gives a list of cues ``{"start_s", "end_s", "text"}`` in source
 seconds (``None`` times for ``.txt``, which is one untimed cue). Sources may
 be local paths or URIs; the sidecar is looked up beside the source through
-``stages.media_io`` and read through the same filesystem.
+``core.media_io`` and read through the same filesystem.
 
 Cues are matched to segments in two ways:
 
@@ -21,7 +21,7 @@ import re
 import unicodedata
 from typing import Any
 
-from stages.media_io import is_uri, open_binary, resolve
+from core.media_io import is_uri, open_binary, resolve
 from stages.text_norm import CJK_CHAR, normalize_for_wer
 
 SIDECAR_FORMATS = ("srt", "vtt", "txt")  # looked for in this order

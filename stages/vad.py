@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, MODEL_SR, FileItem, Reject, Segment
+from stages.item import MODEL_SR, FileItem, Reject, Segment
 from stages.models import PackagedModel, locate_packaged_model
 
 SILERO_ONNX = PackagedModel(

@@ -9,7 +9,7 @@ For every segment of a file with a video stream:
    rows centred at ``seg.start_s + k * 256 / 24000`` s (``blendshape_fit.resample``).
 
 Segments with too many faceless frames or a poor fit are dropped with a ledger row.
-Layout of the code: ``blendshape_fit.codes`` and ``docs/visual_codes.md``.
+Layout of the code: ``shards.codes`` and ``docs/visual_codes.md``.
 
 CLI: ``python -m stages.visual FILE [--start S --end S]`` prints a JSON summary.
 """
@@ -25,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from blendshape_fit.codes import EXPRESSION_NAMES, ROTATION_SLICE
 from blendshape_fit.face_model import FaceModel, load_face_model
 from blendshape_fit.fit import BlendshapeFitter, FitOptions
 from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkTrack
-from blendshape_fit.resample import count_mel_frames, resample_to_mel
+from blendshape_fit.resample import resample_to_mel
 from blendshape_fit.track import TrackFit, fit_track
+from core.media_io import av_source, open_binary
+from shards.codes import EXPRESSION_NAMES, ROTATION_SLICE
+from shards.spec import AUDIO_SR, count_mel_frames
 from stages.base import Resources, Stage
-from stages.item import AUDIO_SR, FileItem, Reject, Segment
-from stages.media_io import av_source, open_binary
+from stages.item import FileItem, Reject, Segment
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
 YAW = ROTATION_SLICE.start + 1

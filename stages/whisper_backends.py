@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stages.media_io import sha256_of_local
+from core.media_io import sha256_of_local
 from stages.models import ModelNotFound, PackagedModel, locate_packaged_model
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Training checkpoints: atomic, resumable, and loadable for inference.
+"""Writing training checkpoints atomically and restoring a run from them (resume).
 
+The format itself (folder layout, ``state.json``, reading for inference) is ``model/checkpoint.py``.
 Layout of one checkpoint, ``RUN_DIR/checkpoints/step_<08d>/``:
 
 * ``model.safetensors`` -- the trained weights (unwrapped from DDP);
@@ -22,7 +23,6 @@ import base64
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,20 +32,9 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from model.dit.backbone import OmniTalkerDiT
-from model.dit.config import ModelConfig
-from training.config import model_config_from_dict
+from model.checkpoint import CKPT_DIR, STATE_FILE, VOCAB_FILE, checkpoint_name, list_checkpoints, read_state
+from model.vocab import Vocab
 from training.ema import EMA, unwrap_model
-from training.vocab import Vocab
-
-CKPT_DIR = "checkpoints"
-STEP_RE = re.compile(r"^step_(\d{8})$")
-STATE_FILE = "state.json"
-VOCAB_FILE = "vocab.txt"
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}"
 
 
 def encode_tensor_state(state: torch.Tensor) -> str:
@@ -99,21 +88,6 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (those with a state.json) under ``run_dir``, oldest first."""
-    root = Path(run_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if STEP_RE.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(STEP_RE.match(p.name).group(1)))  # type: ignore[union-attr]
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
 def write_vocab_atomic(vocab: Vocab, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     vocab.save(tmp)
@@ -160,11 +134,6 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema: EMA, 
     return final
 
 
-def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
-    """state.json of a checkpoint folder."""
-    return json.loads((Path(ckpt_dir) / STATE_FILE).read_text(encoding="utf-8"))
-
-
 def load_checkpoint(ckpt_dir: str | Path, model: nn.Module, ema: EMA | None = None,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     restore_rng: bool = False) -> dict[str, Any]:
@@ -192,37 +161,3 @@ def load_checkpoint(ckpt_dir: str | Path, model: nn.Module, ema: EMA | None = No
     if restore_rng:
         restore_rng_state(state["rng"])
     return state
-
-
-def resolve_checkpoint(run_dir_or_ckpt: str | Path) -> Path:
-    """A checkpoint folder itself, or the newest checkpoint of a run folder."""
-    path = Path(run_dir_or_ckpt)
-    if (path / STATE_FILE).is_file():
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise FileNotFoundError(f"{path}: no checkpoint (expected {path}/{CKPT_DIR}/step_<08d>/{STATE_FILE} "
-                                f"or a checkpoint folder)")
-    return latest
-
-
-def load_for_inference(run_dir_or_ckpt: str | Path, device: str | torch.device = "cpu"
-                       ) -> tuple[OmniTalkerDiT, ModelConfig, Vocab, dict[str, Any]]:
-    """``(model with the EMA weights in eval mode, ModelConfig, Vocab, feature stats)``.
-
-    ``run_dir_or_ckpt`` is a run folder (its newest checkpoint is used) or one checkpoint folder.
-    The stats are those the trainer normalized with (see ``training.loop.FeatureNormalizer``).
-    """
-    ckpt = resolve_checkpoint(run_dir_or_ckpt)
-    state = read_state(ckpt)
-    model_cfg = model_config_from_dict(state["config"]["model"])
-    vocab = Vocab.load(ckpt / VOCAB_FILE)
-    if len(vocab) != model_cfg.dit.vocab_size:
-        raise ValueError(f"{ckpt}: vocab.txt has {len(vocab)} tokens but the model expects "
-                         f"{model_cfg.dit.vocab_size}")
-    model = OmniTalkerDiT(model_cfg.dit)
-    load_model(model, str(ckpt / "ema.safetensors"), strict=True, device="cpu")
-    model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, model_cfg, vocab, state["stats"]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.overlay import load_layered_config, overlay_config
 from model.dit.config import ModelConfig, load_model_config
-from pipeline.overlay import load_layered_config, overlay_config
 from training.data import DataConfig
 
 DECAY_KINDS = ("cosine", "linear", "constant")
@@ -136,8 +136,3 @@ def build_model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     """The model YAML + ``model.overrides``, with ``dit.vocab_size`` set to the vocabulary's size."""
     model_cfg = load_model_config(resolve_model_yaml(cfg), list(cfg.model.overrides))
     return overlay_config(model_cfg, {"dit": {"vocab_size": int(vocab_size)}})
-
-
-def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    """Rebuild a :class:`ModelConfig` from ``ModelConfig.to_dict()`` (as stored in state.json)."""
-    return overlay_config(ModelConfig(), values)

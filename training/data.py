@@ -41,7 +41,6 @@ import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,16 +49,15 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.schema import SHARD_SCHEMA, VISUAL_DIM, check_shard_metadata
-from stages.mel import N_MELS
-from training.vocab import Vocab
+from model.vocab import Vocab
+from shards.codes import CODE_DIM
+from shards.reader import ShardError, list_shard_parts, read_row_group
+from shards.reader import open_shard as open_part
+from shards.schema import SHARD_SCHEMA
+from shards.spec import FRAME_RATE_HZ, N_MELS
 
 SCALAR_COLUMNS = ("clip_id", "n_frames", "duration_s", "dnsmos_ovrl", "asd_score", "fit_rmse", "text_model")
 FEATURE_COLUMNS = ("clip_id", "n_frames", "mel", "visual", "text_model")
-
-
-class ShardError(ValueError):
-    """A shard that cannot be trained on (corrupt, inconsistent); the message names the file."""
 
 
 @dataclass
@@ -99,49 +97,25 @@ class ClipIndex:
         return len(self.clip_ids)
 
     def texts(self) -> Iterator[str]:
-        """The model text of every kept clip (for :meth:`training.vocab.Vocab.build`)."""
+        """The model text of every kept clip (for :meth:`model.vocab.Vocab.build`)."""
         yield from self.text_model
 
     def summarize(self) -> dict[str, Any]:
         frames = int(self.n_frames.sum()) if len(self) else 0
         return {"shards_dir": self.shards_dir, "n_files": len(self.files), "n_scanned": self.n_scanned,
-                "n_clips": len(self), "hours": round(frames / 93.75 / 3600, 4), "dropped": dict(self.dropped),
+                "n_clips": len(self), "hours": round(frames / FRAME_RATE_HZ / 3600, 4), "dropped": dict(self.dropped),
                 "max_frames": int(self.n_frames.max()) if len(self) else 0}
 
 
-def list_shards(shards_dir: str | Path) -> list[Path]:
-    """``part-*.parquet`` under ``shards_dir`` (or ``shards_dir/shards``), sorted; dot-files ignored."""
-    d = Path(shards_dir)
-    if (d / "shards").is_dir():
-        d = d / "shards"
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: no such shards folder")
-    files = sorted(p for p in d.glob("part-*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise FileNotFoundError(f"{d}: no part-*.parquet shards")
-    return files
-
-
-def open_shard(path: str) -> pq.ParquetFile:
-    """Open a shard, check its schema version and column types; errors name ``path``."""
-    try:
-        pf = pq.ParquetFile(path, page_checksum_verification=True)  # verifies pages written with CRCs
-    except Exception as e:  # ArrowInvalid, OSError: a truncated or non-Parquet file
-        raise ShardError(f"{path}: not a readable Parquet file, corrupt or truncated ({type(e).__name__}: {e})") from e
-    check_shard_metadata(path, pf.schema_arrow.metadata)
-    for name in (*SCALAR_COLUMNS, "mel", "visual"):
+def open_shard(path: str, columns: tuple[str, ...] = (*SCALAR_COLUMNS, "mel", "visual")) -> pq.ParquetFile:
+    """Open a shard (``shards.reader.open_shard``) and check the types of ``columns``; errors name ``path``."""
+    pf = open_part(path)
+    for name in columns:
         want = SHARD_SCHEMA.field(name).type
         got = pf.schema_arrow.field(name).type if name in pf.schema_arrow.names else None
         if got != want:
             raise ShardError(f"{path}: column {name} has type {got}, expected {want}")
     return pf
-
-
-def read_row_group(pf: pq.ParquetFile, path: str, rg: int, columns: tuple[str, ...]) -> pa.Table:
-    try:
-        return pf.read_row_group(rg, columns=list(columns), use_threads=False)
-    except Exception as e:
-        raise ShardError(f"{path}: row group {rg} unreadable, corrupt file ({type(e).__name__}: {e})") from e
 
 
 def floats_of(table: pa.Table, name: str) -> np.ndarray:
@@ -184,7 +158,7 @@ def select_clips(t: pa.Table, cfg: DataConfig) -> tuple[np.ndarray, dict[str, in
 
 def build_index(shards_dir: str, cfg: DataConfig) -> ClipIndex:
     """Scan the scalar columns of every shard, apply the load-time filters, record where clips live."""
-    files = [str(p) for p in list_shards(shards_dir)]
+    files = list_shard_parts(str(shards_dir))[1]
     cols: dict[str, list[Any]] = {k: [] for k in ("file_idx", "row_group", "row", "n_frames", "clip_ids", "text")}
     dropped: dict[str, int] = {}
     n_scanned = 0
@@ -320,7 +294,7 @@ def load_clip(reader: RowGroupReader, index: ClipIndex, pos: int) -> tuple[np.nd
     if row >= table.num_rows or table.column("clip_id")[row].as_py() != index.clip_ids[pos]:
         raise ShardError(f"{where}: not clip {index.clip_ids[pos]}; the shard changed since the index was built")
     mel = frames_of(table, "mel", row, N_MELS)
-    codes = frames_of(table, "visual", row, VISUAL_DIM)
+    codes = frames_of(table, "visual", row, CODE_DIM)
     n = int(index.n_frames[pos])
     if mel is None or codes is None:
         raise ShardError(f"{where}: clip {index.clip_ids[pos]} has a null {'mel' if mel is None else 'visual'}")
@@ -336,7 +310,7 @@ def collate_clips(clips: list[tuple[str, np.ndarray, np.ndarray, list[int]]]) ->
     lengths = [len(m) for _, m, _, _ in clips]
     b, n = len(clips), max(lengths)
     mel = torch.zeros(b, n, N_MELS)
-    codes = torch.zeros(b, n, VISUAL_DIM)
+    codes = torch.zeros(b, n, CODE_DIM)
     text = torch.zeros(b, n, dtype=torch.long)  # 0 = filler: pads the text to the clip's frames, then to N
     for i, (cid, m, c, ids) in enumerate(clips):
         if len(ids) > len(m):
@@ -405,8 +379,8 @@ def compute_feature_stats(index: ClipIndex, max_clips: int = 256, min_std: float
         raise ValueError(f"{index.shards_dir}: no clips to compute feature stats on")
     pick = np.unique(np.linspace(0, len(index) - 1, min(max_clips, len(index))).round().astype(np.int64))
     reader = RowGroupReader(index.files)
-    sums = {"mel": np.zeros(N_MELS), "codes": np.zeros(VISUAL_DIM)}
-    sqs = {"mel": np.zeros(N_MELS), "codes": np.zeros(VISUAL_DIM)}
+    sums = {"mel": np.zeros(N_MELS), "codes": np.zeros(CODE_DIM)}
+    sqs = {"mel": np.zeros(N_MELS), "codes": np.zeros(CODE_DIM)}
     frames = 0
     for pos in pick:
         mel, codes = load_clip(reader, index, int(pos))

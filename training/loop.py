@@ -42,15 +42,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from model.checkpoint import latest_checkpoint, read_state
 from model.dit.backbone import OmniTalkerDiT, count_parameters
 from model.dit.config import ModelConfig
 from model.dit.flow_matching import FlowMatching
+from model.normalizer import FeatureNormalizer
+from model.vocab import Vocab
 from training.checkpoint import (
     decode_tensor_state,
     encode_tensor_state,
-    latest_checkpoint,
     load_checkpoint,
-    read_state,
     restore_rng_state,
     save_checkpoint,
     to_jsonable,
@@ -59,7 +60,6 @@ from training.checkpoint import (
 from training.config import FeatureConfig, OptimConfig, TrainConfig, build_model_config
 from training.data import build_index, compute_feature_stats, make_loader
 from training.ema import EMA
-from training.vocab import Vocab
 
 log = logging.getLogger("omnitalker.train")
 STATS_FILE = "stats.json"
@@ -99,42 +99,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- features
-
-
-class FeatureNormalizer:
-    """``(x - mean) / std`` per dimension for codes (and mel when enabled); the inverse for generation.
-
-    Built from the stats dict the trainer saves (``compute_feature_stats`` output plus a
-    ``normalize`` entry recording what was normalized and the std floor).
-    """
-
-    def __init__(self, stats: dict[str, Any]) -> None:
-        flags = stats.get("normalize", {})
-        floor = float(flags.get("min_std", 1e-3))
-        self.parts: dict[str, tuple[Tensor, Tensor]] = {}
-        for name in ("mel", "codes"):
-            if flags.get(name, False):
-                mean = torch.as_tensor(stats[f"{name}_mean"], dtype=torch.float32)
-                std = torch.as_tensor(stats[f"{name}_std"], dtype=torch.float32).clamp(min=floor)
-                self.parts[name] = (mean, std)
-
-    def to(self, device: torch.device) -> FeatureNormalizer:
-        self.parts = {k: (m.to(device), s.to(device)) for k, (m, s) in self.parts.items()}
-        return self
-
-    def normalize(self, mel: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        if "mel" in self.parts:
-            mel = (mel - self.parts["mel"][0]) / self.parts["mel"][1]
-        if "codes" in self.parts:
-            codes = (codes - self.parts["codes"][0]) / self.parts["codes"][1]
-        return mel, codes
-
-    def denormalize(self, mel: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        if "mel" in self.parts:
-            mel = mel * self.parts["mel"][1].to(mel.device) + self.parts["mel"][0].to(mel.device)
-        if "codes" in self.parts:
-            codes = codes * self.parts["codes"][1].to(codes.device) + self.parts["codes"][0].to(codes.device)
-        return mel, codes
 
 
 def compute_run_stats(index: Any, feat: FeatureConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Storage: rank 0 writes checkpoints and metrics straight into RUN_DIR and every w
 vocab.txt / stats.json / checkpoints from it, so RUN_DIR and the shards must be on storage all
 nodes see at the same path (a shared filesystem; on one machine any local folder works). Ray's
 own run records go to ``RUN_DIR/ray``. Submittable as
-``ray job submit --working-dir . -- python -m training.launch --num-workers N --gpu ...``; an
+``ray job submit --working-dir . -- python -m launchers.train --num-workers N --gpu ...``; an
 existing cluster is found through ``RAY_ADDRESS`` (set by ``ray job submit``), else a local Ray
 is started for the run and shut down after it.
 """
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training.checkpoint import latest_checkpoint, read_state
+from model.checkpoint import latest_checkpoint, read_state
 from training.config import TrainConfig, train_config_from_dict
 from training.loop import METRICS_FILE, DistContext, TrainResult, prepare_run, train
 

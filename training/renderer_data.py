@@ -35,11 +35,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from blendshape_fit.landmarker import iterate_grid_frames
-from blendshape_fit.resample import interpolate_rows, mel_frame_times
+from blendshape_fit.resample import interpolate_rows
 from model.renderer.baseline import crop_square
 from model.renderer.warpgan.keypoints import codes_to_crop
-from pipeline.schema import SHARD_SCHEMA, VISUAL_DIM
-from training.data import ShardError, frames_of, list_shards, open_shard, read_row_group
+from shards.codes import CODE_DIM
+from shards.reader import ShardError, list_shard_parts, read_row_group
+from shards.schema import SHARD_SCHEMA
+from shards.spec import mel_frame_times
+from training.data import frames_of, open_shard
 
 log = logging.getLogger("omnitalker.renderer")
 BOX_FPS = 30.0  # Hz of face_boxes (the frames of mp_blendshapes)
@@ -88,7 +91,7 @@ def check_face_boxes_column(path: str, pf: pq.ParquetFile) -> None:
 def build_renderer_index(shards_dir: str | Path) -> list[RendererClip]:
     """Every clip with codes (non-null ``visual``) of the shards; schema and column types checked."""
     clips: list[RendererClip] = []
-    for path in (str(p) for p in list_shards(shards_dir)):
+    for path in list_shard_parts(str(shards_dir))[1]:
         pf = open_shard(path)
         check_face_boxes_column(path, pf)
         for rg in range(pf.num_row_groups):
@@ -114,7 +117,7 @@ def load_clip_tracks(clip: RendererClip, cache: dict[str, pq.ParquetFile]) -> tu
     where = f"{clip.file}: row group {clip.row_group} row {clip.row}"
     if t.column("clip_id")[clip.row].as_py() != clip.clip_id:
         raise ShardError(f"{where}: not clip {clip.clip_id}; the shard changed since it was indexed")
-    codes = frames_of(t, "visual", clip.row, VISUAL_DIM)
+    codes = frames_of(t, "visual", clip.row, CODE_DIM)
     boxes = frames_of(t, "face_boxes", clip.row, 4)
     if codes is None or boxes is None:
         raise ShardError(f"{where}: clip {clip.clip_id} has a null {'visual' if codes is None else 'face_boxes'}")

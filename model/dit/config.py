@@ -26,14 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.overlay import load_layered_config, overlay_config, parse_override  # noqa: F401 (re-exported)
+from core.overlay import load_layered_config, overlay_config
+from shards.codes import CODE_DIM
+from shards.spec import N_MELS
 
-FRAME_RATE_HZ = 24000 / 256  # 93.75 frames per second: mel hop 256 at 24 kHz
-MEL_DIM = 100  # log-mel bins per frame
-CODE_DIM = 61  # visual codes per frame
-BLENDSHAPE_SLICE = slice(0, 51)  # ARKit blendshape coefficients
-POSE_SLICE = slice(51, 57)  # pitch, yaw, roll (radians), tx, ty, tz
-EYE_SLICE = slice(57, 61)  # left yaw, left pitch, right yaw, right pitch (radians)
 FUSION_KINDS = ("mm_attention", "add", "linear", "cross_attention")
 
 
@@ -45,7 +41,7 @@ class DiTConfig:
     ``visual_depth`` visual-only DiT blocks.
     """
 
-    mel_dim: int = MEL_DIM  # log-mel bins per frame (C_mel)
+    mel_dim: int = N_MELS  # log-mel bins per frame (C_mel)
     code_dim: int = CODE_DIM  # visual codes per frame (C_code)
     vocab_size: int = 2546  # text vocabulary size including id 0 = padding / filler token
     dim: int = 1024  # D: model width of both streams
@@ -152,3 +148,8 @@ def tiny_config() -> ModelConfig:
 def load_model_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ModelConfig:
     """Defaults (the paper config), then the YAML file, then ``key=value`` overrides."""
     return load_layered_config(ModelConfig(), path, overrides)
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    """Rebuild a :class:`ModelConfig` from ``ModelConfig.to_dict()`` (as stored in a checkpoint's state.json)."""
+    return overlay_config(ModelConfig(), values)

@@ -27,9 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from model.dit.backbone import OmniTalkerDiT
-from model.dit.config import BLENDSHAPE_SLICE, EYE_SLICE, POSE_SLICE, FlowMatchingConfig
+from model.dit.config import FlowMatchingConfig
+from shards.codes import EXPRESSION_SLICE, EYE_SLICE, POSE_SLICE
 
-CODE_PARTS = {"blendshape": BLENDSHAPE_SLICE, "pose": POSE_SLICE, "eye": EYE_SLICE}
+CODE_PARTS = {"blendshape": EXPRESSION_SLICE, "pose": POSE_SLICE, "eye": EYE_SLICE}
 
 
 def lengths_to_mask(lengths: Tensor, n: int) -> Tensor:

@@ -25,14 +25,6 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from blendshape_fit.codes import (
-    CODE_DIM,
-    DEPTH_INDEX,
-    EXPRESSION_SLICE,
-    EYE_SLICE,
-    ROTATION_SLICE,
-    TRANSLATION_SLICE,
-)
 from blendshape_fit.face_model import FaceModel, load_face_model
 from blendshape_fit.fit import BlendshapeFitter
 from blendshape_fit.landmarker import FaceLandmarkExtractor, LandmarkTrack
@@ -40,6 +32,7 @@ from blendshape_fit.track import fit_track
 from model.renderer.mesh import MeshConfig, RenderMesh, build_render_mesh, move_mesh_points
 from model.renderer.mouth import MouthConfig, fill_mouth, measure_lip_gap
 from model.renderer.warp import PiecewiseAffineWarper
+from shards.codes import CODE_DIM, DEPTH_INDEX, EXPRESSION_SLICE, EYE_SLICE, ROTATION_SLICE, TRANSLATION_SLICE
 
 MODEL_ID = "baseline-meshwarp-v1"
 

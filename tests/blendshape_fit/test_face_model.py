@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 
 from blendshape_fit.canonical import read_canonical_geometry
-from blendshape_fit.codes import (
-    CODE_DIM,
-    CODE_LAYOUT,
-    CODE_NAMES,
-    EXPRESSION_NAMES,
-    MP_BLENDSHAPE_NAMES,
-)
 from blendshape_fit.face_model import DEFAULT_BASIS_PATH, euler_to_matrix, matrix_to_euler
 from blendshape_fit.landmarker import locate_task_file
 from blendshape_fit.neutral import PROCRUSTES_IDS, PROCRUSTES_WEIGHTS
 from blendshape_fit.prior import build_prior
+from shards.codes import CODE_DIM, CODE_LAYOUT, CODE_NAMES, EXPRESSION_NAMES, MP_BLENDSHAPE_NAMES
 from tests.blendshape_fit.media import shipped_model
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from blendshape_fit.codes import CODE_DIM, EXPRESSION_NAMES, EYE_BOUND_RAD
-from blendshape_fit.fit import BlendshapeFitter, FitOptions
+from blendshape_fit.fit import EYE_BOUND_RAD, BlendshapeFitter, FitOptions
+from shards.codes import CODE_DIM, EXPRESSION_NAMES
 from tests.blendshape_fit.media import shipped_model
 
 W, H = 640, 480  # px

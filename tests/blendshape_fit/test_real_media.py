@@ -12,9 +12,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from blendshape_fit.codes import EXPRESSION_NAMES
 from blendshape_fit.fit import BlendshapeFitter
 from blendshape_fit.track import TrackFit, fit_track
+from shards.codes import EXPRESSION_NAMES
 from tests.blendshape_fit.media import decode_audio, pearson, shipped_model, talking_track, talking_videos
 
 REPORTED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "mouthFunnel",

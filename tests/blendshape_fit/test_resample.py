@@ -7,18 +7,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from blendshape_fit.codes import CODE_DIM
-from blendshape_fit.resample import (
-    MEL_RATE_HZ,
-    count_mel_frames,
-    fill_missing_frames,
-    mel_frame_times,
-    resample_to_mel,
-)
+from blendshape_fit.resample import fill_missing_frames, resample_to_mel
+from shards.codes import CODE_DIM
+from shards.spec import FRAME_RATE, count_mel_frames, mel_frame_times
 
 
 def test_mel_grid_is_exactly_93_75_hz() -> None:
-    assert MEL_RATE_HZ == Fraction(375, 4)
+    assert FRAME_RATE == Fraction(375, 4)
     assert count_mel_frames(0) == 1 and count_mel_frames(255) == 1 and count_mel_frames(256) == 2
     assert count_mel_frames(24000 * 10) == 1 + 240000 // 256 == 938
     t = mel_frame_times(1.5, 3751)

@@ -1,7 +1,7 @@
 """Fixtures for the dashboard tests.
 
 ``synthetic_out`` is a small output folder written here with pyarrow in the real shard
-schema (``pipeline.schema``): two shard parts (one with two row groups), rejects, sources
+schema (``shards.schema``): two shard parts (one with two row groups), rejects, sources
 and a manifest, in about a second. The app tests use ``curated_serial`` (tests/conftest.py):
 real shards curated from the shared media.
 """
@@ -62,7 +62,7 @@ def make_clip(i: int, language: str, source: str, start_s: float, seconds: float
 
 
 def write_part(path: Path, rows: list[dict[str, Any]], row_group_size: int = 32) -> None:
-    from pipeline.schema import SHARD_SCHEMA, shard_metadata
+    from shards.schema import SHARD_SCHEMA, shard_metadata
 
     cols = {f.name: [r.get(f.name) for r in rows] for f in SHARD_SCHEMA}
     table = pa.table(cols, schema=SHARD_SCHEMA).replace_schema_metadata(shard_metadata("testhash"))
@@ -71,7 +71,7 @@ def write_part(path: Path, rows: list[dict[str, Any]], row_group_size: int = 32)
 
 
 def write_rejects(path: Path, rows: list[dict[str, Any]]) -> None:
-    from pipeline.schema import REJECT_SCHEMA
+    from shards.schema import REJECT_SCHEMA
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({f.name: [r.get(f.name) for r in rows] for f in REJECT_SCHEMA}, schema=REJECT_SCHEMA),

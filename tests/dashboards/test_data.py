@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dashboards import data
+from shards.reader import REJECTS, SHARDS, SOURCES
 from tests.dashboards.conftest import make_clip, write_output_folder, write_part
 
 
@@ -29,7 +30,7 @@ class RecordingFolder(data.OutputFolder):
 
 
 def test_lists_only_committed_parts(synthetic_out: Path) -> None:
-    parts = data.OutputFolder(str(synthetic_out)).list_parts(data.SHARDS)
+    parts = data.OutputFolder(str(synthetic_out)).list_parts(SHARDS)
     assert [Path(p.path).name for p in parts] == ["part-aaa.parquet", "part-bbb.parquet"]
 
 
@@ -75,7 +76,7 @@ def test_missing_and_empty_folders_say_so(tmp_path: Path) -> None:
     with pytest.raises(data.NoShardsError, match=r"no shards here \(no shards/part-\*\.parquet\)"):
         folder.read_clips()
     assert folder.read_manifest() is None
-    assert folder.read_all(data.REJECTS) is None
+    assert folder.read_all(REJECTS) is None
 
 
 @pytest.mark.parametrize("kind", ["garbage", "no_metadata", "v1"])
@@ -123,8 +124,8 @@ def test_source_paths_in_rows_are_never_opened(tmp_path: Path) -> None:
     clips = folder.read_clips()
     for part, row in zip(clips["_part"].to_pylist(), clips["_row"].to_pylist(), strict=True):
         folder.read_clip(part, row)
-    folder.read_all(data.REJECTS)
-    folder.read_all(data.SOURCES)
+    folder.read_all(REJECTS)
+    folder.read_all(SOURCES)
     folder.read_manifest()
     real_root = os.path.realpath(root)
     assert folder.opened and all(os.path.realpath(p).startswith(real_root + os.sep) for p in folder.opened)
@@ -139,7 +140,7 @@ def test_reads_through_a_uri(synthetic_out: Path) -> None:
 
 def test_summarize_hours_groups_rejects_by_stage_and_reason(synthetic_out: Path) -> None:
     folder = data.OutputFolder(str(synthetic_out))
-    rows = data.summarize_hours(folder.read_clips(), folder.read_all(data.REJECTS))
+    rows = data.summarize_hours(folder.read_clips(), folder.read_all(REJECTS))
     assert rows[0] == {"status": "kept", "stage": "kept", "reason": "clips", "count": 5,
                        "hours": pytest.approx((3.2 + 4.0 + 3.5 + 5.0 + 3.0) / 3600)}
     rejected = {(r["stage"], r["reason"]): r["hours"] * 3600 for r in rows[1:]}
@@ -190,7 +191,7 @@ def test_filters_sort_and_present_columns(synthetic_out: Path) -> None:
 
 
 def test_filter_rejects(synthetic_out: Path) -> None:
-    rejects = data.OutputFolder(str(synthetic_out)).read_all(data.REJECTS)
+    rejects = data.OutputFolder(str(synthetic_out)).read_all(REJECTS)
     assert data.filter_rejects(rejects, ["probe"])["reason"].to_pylist() == ["no_video"]
     assert data.filter_rejects(rejects, [], ["too_short"])["stage"].to_pylist() == ["segment"]
     assert data.filter_rejects(rejects, ["probe"], ["too_short"]).num_rows == 0

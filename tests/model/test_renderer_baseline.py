@@ -15,6 +15,8 @@ from blendshape_fit.face_model import load_face_model
 from blendshape_fit.fit import BlendshapeFitter
 from blendshape_fit.landmarker import FaceLandmarkExtractor, iterate_grid_frames
 from blendshape_fit.track import fit_track
+from inference.render import extract_drive_codes
+from inference.video_io import read_image_rgb
 from model.renderer.baseline import (
     BaselineConfig,
     BaselineRenderer,
@@ -22,10 +24,8 @@ from model.renderer.baseline import (
     crop_square,
     detect_landmarks,
 )
-from model.renderer.cli import extract_drive_codes
 from model.renderer.mesh import N_LANDMARKS, find_boundary_loop, move_mesh_points, read_face_triangles
 from model.renderer.mouth import measure_lip_gap
-from model.renderer.video_io import read_image_rgb
 from model.renderer.warp import solve_affines
 from tests.conftest import MEDIA
 

@@ -41,7 +41,7 @@ def test_every_input_has_a_sources_row(odd_run):
     ("zero_byte", "probe", "empty_file"),
     ("text_as_mp4", "probe", "unreadable"),
     ("no_audio", "probe", "no_audio"),
-    ("silence", "standardize_audio", "silent"),
+    ("silence", "audio", "silent"),
 ])
 def test_bad_file_is_ledgered_with_reason(odd_run, key, stage, reason):
     files, _, sources, rejects, _ = odd_run
@@ -70,7 +70,7 @@ def test_truncated_mp4_is_explained_or_salvaged(odd_run):
 def test_unusual_but_valid_inputs_give_clips(odd_run, key):
     files, _, sources, rejects, shards = odd_run
     path = str(files[key])
-    assert not any(r["stage"] in ("probe", "standardize_audio") for r in rejects if r["source_path"] == path)
+    assert not any(r["stage"] in ("probe", "audio") for r in rejects if r["source_path"] == path)
     clips = [s for s in shards if s["source_path"] == path]
     assert clips, f"{key}: no clips; ledger says {[(r['stage'], r['reason'], r['value']) for r in rejects if r['source_path'] == path]}"
     for c in clips:

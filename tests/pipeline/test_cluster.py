@@ -321,7 +321,7 @@ def test_ray_job_submit_to_local_head_with_token_auth(tmp_path):
         run_dir = tmp_path / "run"
         proc = head.ray("job", "submit", "--address", head.url, "--working-dir", str(REPO),
                         "--log-style", "record", "--log-color", "false",
-                        "--", "python", "-m", "training.launch", "--shards", str(out / "shards"),
+                        "--", "python", "-m", "launchers.train", "--shards", str(out / "shards"),
                         "--config", "configs/train_tiny.yaml", "--out", str(run_dir), "--max-steps", "3",
                         "--num-workers", "2", timeout=300, check=False)
         logs = proc.stdout + proc.stderr

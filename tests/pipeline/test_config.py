@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import CurateConfig, load_config, parse_override
+from core.overlay import parse_override
+from pipeline.config import CurateConfig, load_config, stage_sections
 from tests.conftest import REPO
 
 
@@ -34,3 +35,19 @@ def test_parse_override():
     assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
     with pytest.raises(ValueError):
         parse_override("novalue")
+
+
+def test_stage_names_are_their_config_sections():
+    """A stage's name, its config section and its resources: key are one word (docs/architecture.md)."""
+    from pipeline.executors import build_probe_stage, build_stages
+
+    cfg = CurateConfig()
+    names = [build_probe_stage(cfg).name] + [s.name for s in build_stages(cfg)]
+    assert names == stage_sections()
+    assert all(name.isidentifier() and "_" not in name for name in names)
+
+
+@pytest.mark.parametrize("key", ["standardize_audio", "scene_cut", "face_filter", "nosuch"])
+def test_resources_must_name_a_stage(key):
+    with pytest.raises(ValueError, match=f"unknown stage name\\(s\\) under resources: {key}"):
+        load_config(None, [f"resources.{key}.num_cpus=2"])

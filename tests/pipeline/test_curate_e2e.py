@@ -13,8 +13,9 @@ import soundfile as sf
 
 from pipeline.config import load_config
 from pipeline.run import curate
-from pipeline.schema import FRAME_RATE, SCHEMA_VERSION, SHARD_SCHEMA
 from pipeline.storage import OutputStore
+from shards.schema import SCHEMA_VERSION, SHARD_SCHEMA
+from shards.spec import FRAME_RATE_TEXT
 from stages.item import make_clip_id
 from stages.mel import LogMel
 from tests.conftest import REPO
@@ -32,7 +33,7 @@ def test_shards_have_schema_v2_and_metadata(curated_serial):
         assert f.schema_arrow.remove_metadata() == SHARD_SCHEMA
         meta = f.schema_arrow.metadata
         assert int(meta[b"omnitalker.schema_version"]) == SCHEMA_VERSION
-        assert meta[b"omnitalker.frame_rate"] == b"24000/256" == FRAME_RATE.encode()
+        assert meta[b"omnitalker.frame_rate"] == b"24000/256" == FRAME_RATE_TEXT.encode()
         spec = json.loads(meta[b"omnitalker.feature_spec"])
         assert spec["mel"]["n_mels"] == 100 and spec["mel"]["hop_length"] == 256
         assert spec["visual"]["dim"] == 61
@@ -131,7 +132,7 @@ def test_talking_videos_give_clips_and_every_drop_is_explained(curated_serial, m
 def test_scene_cut_clip_is_rejected_with_reasons(curated_serial):
     sources = {r["source_path"].rsplit("/", 1)[-1]: r for r in read(curated_serial, "sources").to_pylist()}
     hamilton = sources["face_recognition_short_hamilton_clip.mp4"]
-    assert json.loads(hamilton["provenance"])["models"]["scene_cut"].startswith("scenedetect")
+    assert json.loads(hamilton["provenance"])["models"]["scene"].startswith("scenedetect")
     rejects = [r for r in read(curated_serial, "rejects").to_pylist() if r["source_path"].endswith("hamilton_clip.mp4")]
     segs = [r for r in rejects if r["start_s"] is not None]
     assert hamilton["kept_s"] <= 0.25 * hamilton["duration_s"]  # rap over piano, several people: mostly out

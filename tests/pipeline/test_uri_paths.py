@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pyarrow.fs as pafs
 
+from core.media_io import open_binary, resolve
 from pipeline.config import load_config
 from pipeline.inputs import list_inputs
 from pipeline.run import curate
 from pipeline.storage import OutputStore
-from stages.media_io import open_binary, resolve
 
 
 def test_resolve_uses_the_uri_filesystem(tmp_path):

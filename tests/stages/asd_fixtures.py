@@ -19,7 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from stages.item import AUDIO_SR, FileItem, Segment
+from shards.spec import AUDIO_SR
+from stages.item import FileItem, Segment
 from tests.conftest import mux_mono_audio
 
 FPS = 25  # Hz: the face-track rate the ASD stage expects (faces stage default)

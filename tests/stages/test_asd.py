@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from shards.spec import AUDIO_SR
 from stages.asd import AsdConfig, AsdResult, AsdStage, TrackMotion, decide, measure_track_motion
 from stages.asd_classical import ClassicalScorer
-from stages.item import AUDIO_SR, FaceTrack, FileItem, Segment
+from stages.item import FaceTrack, FileItem, Segment
 from tests.stages.asd_fixtures import load_file_item, write_photo_video
 
 FPS = 25.0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shards.spec import AUDIO_SR
 from stages.diarize import (
     TORCHAUDIO_NATIVE_ERRORS,
     DiarizeConfig,
@@ -29,7 +30,7 @@ from stages.diarize import (
     measure_speakers,
     split_by_speaker,
 )
-from stages.item import AUDIO_SR, FileItem, Segment
+from stages.item import FileItem, Segment
 
 JFK = "whisper_jfk.flac"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shards.spec import AUDIO_SR
 from stages.faces import FacesConfig, FaceTrackStage, main, plan_sample_ranges
-from stages.item import AUDIO_SR, FileItem, Segment
+from stages.item import FileItem, Segment
 from stages.probe import ProbeConfig, probe_file
 from stages.scene import SceneConfig, detect_shots
 from tests.conftest import write_video

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import librosa
 import numpy as np
 import pytest
 
-from stages.mel import FRAME_RATE, LogMel, build_mel_filterbank, count_frames, frame_times, quantize_pcm16
+from shards.spec import count_mel_frames
+from stages.mel import LogMel
 
 
 def numpy_reference_log_mel(audio: np.ndarray) -> np.ndarray:
@@ -42,24 +41,12 @@ def speech_24k(media_dir):
     return soxr.resample(a.mean(1), sr, 24000)[: 24000 * 2]
 
 
-def test_frame_rate_is_exactly_93_75():
-    assert FRAME_RATE == Fraction(24000, 256)
-    assert float(FRAME_RATE) == 93.75
-    t = frame_times(4, 1.0)
-    assert np.allclose(np.diff(t), 256 / 24000)
-
-
-@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 24000, 24001])
-def test_frame_count(n):
-    assert count_frames(n) == 1 + n // 256
-
-
 def test_matches_librosa(speech_24k):
     ours = LogMel()(speech_24k)
     S = librosa.feature.melspectrogram(y=speech_24k, sr=24000, n_fft=1024, hop_length=256, win_length=1024,
                                        n_mels=100, htk=True, norm=None, power=1.0, center=True, pad_mode="reflect")
     ref = np.log(np.maximum(S, 1e-7)).T
-    assert ours.shape == ref.shape == (count_frames(len(speech_24k)), 100)
+    assert ours.shape == ref.shape == (count_mel_frames(len(speech_24k)), 100)
     assert np.abs(ours - ref).max() < 1e-3
 
 
@@ -69,16 +56,3 @@ def test_matches_numpy_formula(speech_24k):
     ref = numpy_reference_log_mel(clip)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 1e-3
-
-
-def test_filterbank_matches_librosa_htk():
-    ours = build_mel_filterbank()
-    ref = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=100, htk=True, norm=None).T
-    assert np.abs(ours - ref).max() < 1e-6
-
-
-def test_quantize_is_the_flac_grid():
-    x = np.array([0.0, 0.5, -1.0, 0.99999, 1.0, 1e-6], np.float32)
-    q = quantize_pcm16(x)
-    assert np.all(np.isclose(q * 32768, np.round(q * 32768)))
-    assert q.max() <= 32767 / 32768

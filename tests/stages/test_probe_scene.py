@@ -1,4 +1,4 @@
-"""probe (streams, VFR, start offsets) and scene_cut on the real media."""
+"""probe (streams, VFR, start offsets) and scene on the real media."""
 
 from __future__ import annotations
 

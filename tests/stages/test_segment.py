@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.item import AUDIO_SR, FileItem, Segment
+from shards.spec import AUDIO_SR
+from stages.item import FileItem, Segment
 from stages.segment import (
     FineSegmentStage,
     SegmentConfig,

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from blendshape_fit.landmarker import locate_task_file
-from stages.item import AUDIO_SR, FileItem, Segment
+from shards.spec import AUDIO_SR
+from stages.item import FileItem, Segment
 from stages.visual import VisualCodesStage, VisualConfig, main
 
 MEDIA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "media").resolve()

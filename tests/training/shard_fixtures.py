@@ -1,4 +1,4 @@
-"""Synthetic shards (the current ``pipeline.schema.SHARD_SCHEMA`` and ``SCHEMA_VERSION``) for the training tests.
+"""Synthetic shards (the current ``shards.schema.SHARD_SCHEMA`` and ``SCHEMA_VERSION``) for the training tests.
 
 :func:`write_shard` writes clips with pyarrow exactly as the curation writer lays them out
 (``pipeline.writer.nested_frames``, ``shard_metadata``, zstd, fixed row-group size).
@@ -20,9 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.schema import MP_BLENDSHAPES_DIM, SCHEMA_VERSION, SHARD_SCHEMA, VISUAL_DIM, shard_metadata
 from pipeline.writer import nested_frames
-from stages.mel import N_MELS
+from shards.codes import CODE_DIM
+from shards.schema import MP_BLENDSHAPES_DIM, SCHEMA_VERSION, SHARD_SCHEMA, shard_metadata
+from shards.spec import N_MELS
 
 HOP = 256  # 24 kHz samples per frame
 TEXTS = ["Some call me nature, others call me mother nature.", "bin blue at f two now",
@@ -33,7 +34,7 @@ def clip_features(number: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic ``(mel (n, 100), visual (n, 61))`` of clip ``number``: frame k, dim d holds a known value."""
     k = np.arange(n_frames, dtype=np.float32)[:, None]
     mel = (number + 0.001 * k + 0.01 * np.arange(N_MELS, dtype=np.float32)[None, :] - 8.0).astype(np.float32)
-    visual = (np.sin(number + 0.01 * k + np.arange(VISUAL_DIM, dtype=np.float32)[None, :])).astype(np.float32)
+    visual = (np.sin(number + 0.01 * k + np.arange(CODE_DIM, dtype=np.float32)[None, :])).astype(np.float32)
     return mel, visual
 
 
@@ -68,7 +69,7 @@ def build_table(rows: list[dict[str, Any]], schema_version: int = SCHEMA_VERSION
         if f.name == "mel":
             arrays.append(nested_frames(values, N_MELS))
         elif f.name == "visual":
-            arrays.append(nested_frames(values, VISUAL_DIM))
+            arrays.append(nested_frames(values, CODE_DIM))
         elif f.name == "mp_blendshapes":
             arrays.append(nested_frames(values, MP_BLENDSHAPES_DIM))
         else:

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from core.overlay import overlay_config
+from model.checkpoint import latest_checkpoint, list_checkpoints, load_for_inference, read_state
 from model.dit.backbone import OmniTalkerDiT
-from model.dit.config import ModelConfig, overlay_config, tiny_config
+from model.dit.config import ModelConfig, tiny_config
 from model.dit.flow_matching import FlowMatching
-from training.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    load_for_inference,
-    read_state,
-    save_checkpoint,
-)
+from model.vocab import Vocab
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import OptimConfig
 from training.ema import EMA
 from training.loop import build_optimizer
-from training.vocab import Vocab
 
 TEXTS = ["Hi, you there.", "dui4， zhe4 jiu4 shi4 wo3"]
 STATS = {"mel_mean": [0.5] * 100, "mel_std": [2.0] * 100, "codes_mean": [0.1] * 61, "codes_std": [0.3] * 61,

@@ -10,7 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.schema import SchemaVersionError
+from model.vocab import Vocab
+from shards.reader import ShardError
+from shards.schema import SchemaVersionError
 from tests.training.shard_fixtures import (
     build_table,
     make_clip,
@@ -22,13 +24,11 @@ from tests.training.shard_fixtures import (
 from training import data as data_mod
 from training.data import (
     DataConfig,
-    ShardError,
     build_index,
     compute_feature_stats,
     make_loader,
     plan_epoch,
 )
-from training.vocab import Vocab
 
 
 def vocab_of(index) -> Vocab:

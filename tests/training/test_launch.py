@@ -1,4 +1,4 @@
-"""training/launch.py end to end on synthetic shards: train, resume, errors, Ray Train with 2 workers."""
+"""launchers/train.py end to end on synthetic shards: train, resume, errors, Ray Train with 2 workers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from launchers.train import main
+from model.checkpoint import list_checkpoints, load_for_inference
 from tests.training.shard_fixtures import make_clip, write_shard, write_shard_set
-from training.checkpoint import list_checkpoints, load_for_inference
-from training.launch import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "train_tiny.yaml")

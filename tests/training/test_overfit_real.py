@@ -2,9 +2,9 @@
 
 Real data end to end: the shared media are curated once (``curated_serial``, session fixture,
 ~1 min, not counted in this module's budget); the 3 shortest clips are kept with the load-time
-duration filter (``data.max_duration_s``), trained with ``training.launch.main`` on CPU, and
+duration filter (``data.max_duration_s``), trained with ``launchers.train.main`` on CPU, and
 the run's checkpoint (EMA weights; the tiny config's ``ema_decay`` 0.9 lags ~10 steps, so no
-override is needed) is sampled with ``model.generate.generate``. Nothing is mocked.
+override is needed) is sampled with ``inference.generate.generate``. Nothing is mocked.
 
 Generation check: a training clip is cut at a word boundary (whisper word times of the shard)
 about a quarter of the way in. The prefix (its frames, codes and words) is the reference, the
@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model.dit.config import FRAME_RATE_HZ
-from model.generate import GenerateConfig, compute_gen_frames, generate, load_checkpoint_for_generation
-from model.reference import Reference, load_reference_from_shards
+from inference.generate import GenerateConfig, compute_gen_frames, generate, load_checkpoint_for_generation
+from inference.reference import Reference, load_reference_from_shards
+from launchers.train import main
+from shards.spec import FRAME_RATE_HZ
 from stages.text_norm import normalize_for_model
 from training.data import DataConfig, build_index
-from training.launch import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "train_tiny.yaml")

@@ -17,11 +17,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.schema import SchemaVersionError
+from launchers.train_renderer import main
+from shards.reader import ShardError
+from shards.schema import SchemaVersionError
 from tests.conftest import MEDIA, REPO
-from training.data import ShardError
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
-from training.renderer_launch import load_renderer_config, main
+from training.renderer_loop import load_renderer_config
 
 TINY = str(REPO / "configs" / "renderer_tiny.yaml")
 FAST = ["--set", "data.pairs_per_clip=64", "--set", "data.decode_max_side_px=320", "--set", "logging.progress=false"]

@@ -3,7 +3,7 @@
 Modules, one component each: ``appearance`` (feature extractor), ``keypoints`` (implicit
 motion from the face model), ``warping`` (dense flow from keypoints), ``generator`` (U-Net
 decoder), ``model`` (:class:`WarpGanRenderer`, configs), ``losses`` (training losses and
-the PatchGAN). Training: ``training/renderer_data.py`` and ``training/renderer_launch.py``.
+the PatchGAN). Training: ``training/renderer_data.py`` and ``training/renderer_loop.py``.
 
 Inference: ``load_learned_renderer(ckpt_dir)`` -> :class:`LearnedRenderer`, whose
 ``render(ref_image, codes_seq)`` yields one ``(S, S, 3)`` uint8 frame per code row. The
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_model
 
+from core.overlay import overlay_config
 from model.renderer.warpgan.model import WarpGanConfig, WarpGanRenderer, paper_config, tiny_config
-from pipeline.overlay import overlay_config
 
 MODEL_ID_PREFIX = "warpgan"
 __all__ = ["LearnedRenderer", "WarpGanConfig", "WarpGanRenderer", "load_learned_renderer", "paper_config",
@@ -105,7 +105,7 @@ def load_learned_renderer(ckpt_dir: str | Path, device: str | torch.device = "cp
 
     Loads ``ema.safetensors`` with the architecture recorded in the checkpoint's ``state.json``.
     """
-    from training.checkpoint import read_state, resolve_checkpoint
+    from model.checkpoint import read_state, resolve_checkpoint
 
     ckpt = resolve_checkpoint(ckpt_dir)
     state = read_state(ckpt)

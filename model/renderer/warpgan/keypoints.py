@@ -3,7 +3,7 @@
 Tensor legend (every file in ``model/renderer/warpgan``):
 
 * ``B`` batch, ``S`` image side in pixels (square crops), ``K`` keypoints,
-* ``C_code = 61`` visual codes (``blendshape_fit.codes``), ``h, w`` a feature map's size,
+* ``C_code = 61`` visual codes (``shards.codes``), ``h, w`` a feature map's size,
 * images are ``(B, 3, S, S)`` float in [0, 1]; keypoints ``(B, K, 3)``: x, y in grid_sample
   units ([-1, 1] across the image, y down), z relative depth in the same x units (smaller = closer).
 
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from blendshape_fit.codes import DEPTH_INDEX, EXPRESSION_SLICE, EYE_SLICE, ROTATION_SLICE, TRANSLATION_SLICE
 from blendshape_fit.face_model import FaceModel, load_face_model
+from shards.codes import DEPTH_INDEX, EXPRESSION_SLICE, EYE_SLICE, ROTATION_SLICE, TRANSLATION_SLICE
 
 # MediaPipe face-mesh landmark indices per region ("left"/"right" are the subject's).
 REGION_INDICES: dict[str, tuple[int, ...]] = {

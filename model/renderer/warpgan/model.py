@@ -3,7 +3,7 @@
 Tensor legend:
 
 * ``B`` batch, ``S`` image side in pixels (``WarpGanConfig.image_size``; square crops),
-* ``C_code = 61`` visual codes (``blendshape_fit.codes``), relative to the image they go with
+* ``C_code = 61`` visual codes (``shards.codes``), relative to the image they go with
   (tx, ty: fractions of its width / height; see ``keypoints.codes_to_crop``),
 * ``K`` keypoints (``keypoints.REGION_INDICES`` of ``WarpGanConfig.regions``), ``(B, K, 3)``,
 * level ``i`` appearance features ``(B, C_i, S/2**i, S/2**i)``, ``i = 1..num_down``,
@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from blendshape_fit.codes import EXPRESSION_SLICE, EYE_SLICE
 from model.renderer.warpgan.appearance import AppearanceExtractor, level_channels
 from model.renderer.warpgan.generator import UNetDecoder
 from model.renderer.warpgan.keypoints import FaceKeypoints
 from model.renderer.warpgan.warping import DenseMotion, warp_features
+from shards.codes import EXPRESSION_SLICE, EYE_SLICE
 
 
 @dataclass

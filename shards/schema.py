@@ -11,20 +11,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from stages.mel import MEL_SPEC, N_MELS
+from shards.codes import CODE_DIM, EXPRESSION_SLICE, EYE_SLICE, POSE_SLICE
+from shards.spec import AUDIO_SPEC, FRAME_RATE_TEXT, MEL_SPEC, N_MELS
 
 SCHEMA_VERSION = 3  # v3 (#7): face_boxes. v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
-FRAME_RATE = "24000/256"  # Hz, exactly 93.75: mel and visual frames per second
-VISUAL_DIM = 61  # 51 blendshapes + 6 head pose + 4 eye
 MP_BLENDSHAPES_DIM = 52  # MediaPipe's own scores, at 30 fps
+# The visual column's layout as the feature spec states it (derived from shards.codes).
 VISUAL_LAYOUT = {
-    "dim": VISUAL_DIM,
-    "blendshapes": [0, 51],  # ARKit names in MediaPipe's order, without _neutral (no tongueOut)
-    "pose": [51, 57],  # pitch, yaw, roll (radians, unwrapped), tx, ty (normalized image units), tz (from scale)
-    "eye": [57, 61],  # left yaw, left pitch, right yaw, right pitch
-    "frame_rate": FRAME_RATE,
+    "dim": CODE_DIM,
+    "blendshapes": [EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop],  # ARKit names in MediaPipe's order, no _neutral
+    "pose": [POSE_SLICE.start, POSE_SLICE.stop],  # pitch, yaw, roll (radians, unwrapped), tx, ty, tz
+    "eye": [EYE_SLICE.start, EYE_SLICE.stop],  # left yaw, left pitch, right yaw, right pitch
+    "frame_rate": FRAME_RATE_TEXT,
 }
-
 WORD_TYPE = pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
                        ("prob", pa.float32())])
 
@@ -56,7 +55,7 @@ SHARD_SCHEMA = pa.schema([
     ("chars_per_s", pa.float32()),  # model-text letters+digits per second
     ("words", pa.list_(WORD_TYPE)),
     ("speaker", pa.string()),  # diarization label; null where diarization was skipped (see provenance)
-    ("visual", pa.list_(pa.list_(pa.float32(), VISUAL_DIM))),
+    ("visual", pa.list_(pa.list_(pa.float32(), CODE_DIM))),
     ("mp_blendshapes", pa.list_(pa.list_(pa.float32(), MP_BLENDSHAPES_DIM))),
     # The speaker's face box per 30 fps frame (the frames of mp_blendshapes), x0 y0 x1 y1 in source
     # pixels; NaN where no face. The renderer's training crops source frames with it.
@@ -102,15 +101,14 @@ SOURCE_SCHEMA = pa.schema([
 
 def feature_spec() -> dict[str, Any]:
     """The feature spec written into every shard's metadata."""
-    return {"mel": MEL_SPEC, "visual": VISUAL_LAYOUT, "audio": {"sample_rate": 24000, "channels": 1,
-                                                               "codec": "flac"}}
+    return {"mel": MEL_SPEC, "visual": VISUAL_LAYOUT, "audio": dict(AUDIO_SPEC)}
 
 
 def shard_metadata(config_hash: str) -> dict[bytes, bytes]:
     """File-level key/value metadata of a shard."""
     return {
         b"omnitalker.schema_version": str(SCHEMA_VERSION).encode(),
-        b"omnitalker.frame_rate": FRAME_RATE.encode(),
+        b"omnitalker.frame_rate": FRAME_RATE_TEXT.encode(),
         b"omnitalker.feature_spec": json.dumps(feature_spec(), sort_keys=True).encode(),
         b"omnitalker.config_hash": config_hash.encode(),
     }
@@ -120,11 +118,20 @@ class SchemaVersionError(ValueError):
     """A shard written with another schema version."""
 
 
+def read_schema_version(path: str, metadata: dict[bytes, bytes] | None) -> int:
+    """The ``omnitalker.schema_version`` of a shard; :class:`SchemaVersionError` naming ``path`` if absent or garbled."""
+    raw = (metadata or {}).get(b"omnitalker.schema_version")
+    if raw is None:
+        raise SchemaVersionError(f"{path}: not an omnitalker shard (no omnitalker.schema_version)")
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise SchemaVersionError(f"{path}: unreadable omnitalker.schema_version {raw!r}") from e
+
+
 def check_shard_metadata(path: str, metadata: dict[bytes, bytes] | None) -> None:
     """Raise :class:`SchemaVersionError` naming ``path`` unless it was written with ``SCHEMA_VERSION``."""
-    version = (metadata or {}).get(b"omnitalker.schema_version")
-    if version is None:
-        raise SchemaVersionError(f"{path}: not an omnitalker shard (no omnitalker.schema_version)")
-    if int(version) != SCHEMA_VERSION:
-        raise SchemaVersionError(f"{path}: schema version {int(version)}, this code reads {SCHEMA_VERSION}; "
+    version = read_schema_version(path, metadata)
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(f"{path}: schema version {version}, this code reads {SCHEMA_VERSION}; "
                                  "re-run curation into a new output folder")

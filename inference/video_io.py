@@ -14,7 +14,8 @@ import av
 import cv2
 import numpy as np
 
-AUDIO_SR = 24000  # Hz, rate the audio is muxed at
+from shards.spec import AUDIO_SR
+
 AUDIO_FRAME = 1024  # samples per AAC frame
 
 

@@ -7,13 +7,13 @@ Two modes::
     omnitalker render --ref IMAGE|CLIP_ID --drive VIDEO --out OUT.mp4 [...]
 
 Codes mode: codes from the generator's ``.npz`` (93.75 Hz), a ``.npy``/``.npz`` with ``fps``, or a
-shard ``clip_id`` (``--shards``), resampled to ``--fps`` (:mod:`model.renderer.codes_io`); the
+shard ``clip_id`` (``--shards``), resampled to ``--fps`` (:mod:`inference.codes_io`); the
 audio file is muxed in. Drive mode (motion reenactment): MediaPipe landmarks of the driving video
 on the output grid, codes fitted with ``blendshape_fit``, the source image animated with them; the
 driving video's audio is kept. A ``CLIP_ID`` reference uses the clip's first frame in its source
 video (``--shards`` needed). Prints a JSON summary.
 
-Library entry points (for ``pipeline/cli.py`` and ``model/generate.py --render``):
+Library entry points (for ``pipeline/cli.py`` and ``inference/generate.py --render``):
 :func:`render_codes_to_mp4` and :func:`reenact_to_mp4`.
 """
 
@@ -30,14 +30,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from model.renderer.codes_io import (
-    CodeTrack,
-    load_codes_file,
-    load_codes_from_shards,
-    parse_rate,
-    resample_codes,
-)
-from model.renderer.video_io import AUDIO_SR, read_audio, read_frame_at, read_image_rgb, write_mp4
+from inference.codes_io import CodeTrack, load_codes_file, load_codes_from_shards, parse_rate, resample_codes
+from inference.video_io import read_audio, read_frame_at, read_image_rgb, write_mp4
+from shards.spec import AUDIO_SR, FRAME_RATE_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +97,7 @@ def load_codes(codes: str | Path | np.ndarray, codes_fps: float | None = None,
                shards_dir: str | None = None) -> CodeTrack:
     """A :class:`CodeTrack` from an array (at ``codes_fps``), a codes file, or a shard clip_id."""
     if isinstance(codes, np.ndarray):
-        rate = parse_rate(codes_fps if codes_fps is not None else "24000/256")
+        rate = parse_rate(codes_fps if codes_fps is not None else FRAME_RATE_TEXT)
         return CodeTrack(np.asarray(codes, dtype=np.float32), rate, "array")
     path = Path(codes)
     if path.is_file():
@@ -218,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``omnitalker render`` / ``python -m model.renderer.cli``."""
+    """Entry point of ``omnitalker render`` / ``python -m inference.render``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -2,7 +2,7 @@
 
 Method (OmniTalker / F5-TTS infilling):
 
-1. Reference (``model/reference.py``): a shard ``clip_id`` or a short video -> ``mel (N_ref, 100)``,
+1. Reference (``inference/reference.py``): a shard ``clip_id`` or a short video -> ``mel (N_ref, 100)``,
    ``codes (N_ref, 61)``, ``text_model``, ``language``.
 2. Target text: ``stages.text_norm.normalize_for_model(text, language)`` with the reference's
    language (or ``--language``). Text ids: ``vocab.encode(ref.text_model + " " + target_model)``.
@@ -24,7 +24,7 @@ Method (OmniTalker / F5-TTS infilling):
    ``text`` (the raw target), ``text_model``, ``n_ref``, ``reference``) and ``DIR/<name>.wav`` (24 kHz
    mono PCM16, ``(N_gen - 1) * 256`` samples, see ``model/vocoder.py``).
 
-CLI: ``python -m model.generate --ckpt RUN_DIR --ref REF [--shards OUT/shards] --text "..." --out DIR``.
+CLI: ``python -m inference.generate --ckpt RUN_DIR --ref REF [--shards OUT/shards] --text "..." --out DIR``.
 """
 
 from __future__ import annotations
@@ -43,18 +43,17 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from inference.reference import Reference, ReferenceConfig, load_reference
 from model.dit.backbone import OmniTalkerDiT
-from model.dit.config import FRAME_RATE_HZ, ModelConfig, SamplerConfig
+from model.dit.config import ModelConfig, SamplerConfig
 from model.dit.sampler import sample
-from model.reference import Reference, ReferenceConfig, load_reference
+from model.normalizer import FeatureNormalizer
 from model.vocoder import VOCODER_KINDS, Vocoder, VocoderConfig, load_vocoder
-from stages.item import AUDIO_SR
+from shards.spec import AUDIO_SR, FRAME_RATE_HZ, FRAME_RATE_TEXT
 from stages.text_norm import contains_han, normalize_for_model
-from training.loop import FeatureNormalizer
 
 log = logging.getLogger(__name__)
 
-FRAME_RATE = "24000/256"  # 93.75 Hz exactly
 
 
 class TextVocab(Protocol):
@@ -161,7 +160,7 @@ def write_outputs(result: GenerationResult, out_dir: str | Path, name: str, voco
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     npz = out / f"{name}.npz"
-    np.savez(npz, mel=result.mel, codes=result.codes, frame_rate=np.array(FRAME_RATE), text=np.array(result.text),
+    np.savez(npz, mel=result.mel, codes=result.codes, frame_rate=np.array(FRAME_RATE_TEXT), text=np.array(result.text),
              text_model=np.array(result.text_model), n_ref=np.array(result.n_ref), reference=np.array(reference))
     info: dict[str, Any] = {"npz": str(npz), "n_gen": int(result.mel.shape[0]), "n_ref": result.n_ref}
     if vocoder is not None:
@@ -177,8 +176,9 @@ def load_driving_audio(path: str) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(audio (n,) float32, mel (1 + n // 256, 100) float32)``.
     """
+    from shards.spec import quantize_pcm16
     from stages.audio import AudioConfig, decode_mono, standardize
-    from stages.mel import LogMel, quantize_pcm16
+    from stages.mel import LogMel
 
     samples, rate, _ = decode_mono(path)
     audio_24k, _, _, _ = standardize(samples, rate, AudioConfig())
@@ -189,7 +189,7 @@ def load_driving_audio(path: str) -> tuple[np.ndarray, np.ndarray]:
 def load_checkpoint_for_generation(ckpt: str, device: str = "cpu"
                                    ) -> tuple[OmniTalkerDiT, ModelConfig, TextVocab, FeatureNormalizer]:
     """EMA model, config, vocabulary and the trainer's feature normalizer of a run or checkpoint folder."""
-    from training.checkpoint import load_for_inference
+    from model.checkpoint import load_for_inference
 
     model, model_cfg, vocab, stats = load_for_inference(ckpt, device)
     return model, model_cfg, vocab, FeatureNormalizer(stats)
@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         sf.write(wav, driving_audio, AUDIO_SR, subtype="PCM_16")
         info.update(wav=str(wav), n_samples=int(len(driving_audio)), mode="audio-driven")
     if args.render:
-        from model.renderer.cli import render_codes_to_mp4
+        from inference.render import render_codes_to_mp4
 
         is_clip = not Path(args.ref).exists()
         info["render"] = render_codes_to_mp4(
-            args.ref, result.codes, FRAME_RATE, info.get("wav"), Path(args.out) / f"{name}.mp4",
+            args.ref, result.codes, FRAME_RATE_TEXT, info.get("wav"), Path(args.out) / f"{name}.mp4",
             fps=args.render_fps, size=args.render_size, renderer=args.renderer, ckpt=args.render_ckpt,
             shards_dir=args.shards if is_clip else None)
     info.update(reference=ref.summary(), text_model=result.text_model, sampler=sampler.__dict__,

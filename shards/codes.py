@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shards.spec import AUDIO_SR, FRAME_RATE_HZ, FRAME_RATE_TEXT, HOP
+
 # MediaPipe FaceLandmarker's 52 blendshape categories, in its output order.
 MP_BLENDSHAPE_NAMES: tuple[str, ...] = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -53,10 +55,6 @@ EYE_SLICE = slice(N_EXPRESSION + N_POSE, CODE_DIM)  # 57:61
 CODE_NAMES: tuple[str, ...] = EXPRESSION_NAMES + POSE_NAMES + EYE_NAMES
 ANGLE_COLUMNS: tuple[int, ...] = (51, 52, 53)  # unwrapped before interpolation
 
-# Bounds of the fit, per column group.
-EXPRESSION_BOUNDS = (0.0, 1.0)
-EYE_BOUND_RAD = 0.6  # |eye yaw|, |eye pitch| <= 0.6 rad (~34 degrees)
-
 CODE_UNITS: dict[str, str] = {
     "expression": "blendshape weight in [0, 1]",
     "pitch": "rad", "yaw": "rad", "roll": "rad",
@@ -82,7 +80,7 @@ def describe_code_layout() -> dict[str, Any]:
         "units": dict(CODE_UNITS),
         "angle_columns": list(ANGLE_COLUMNS),
         "rotation_order": "R = Rz(roll) @ Ry(yaw) @ Rx(pitch); x image-right, y up, z to camera",
-        "frame_rate": "mel grid: 24000/256 = 93.75 Hz, frame k centred at clip start + k*256/24000 s",
+        "frame_rate": f"mel grid: {FRAME_RATE_TEXT} = {FRAME_RATE_HZ} Hz, frame k centred at clip start + k*{HOP}/{AUDIO_SR} s",
     }
 
 

@@ -1,6 +1,6 @@
-"""Train the learned warp-GAN renderer: ``omnitalker train-renderer --shards OUT/shards --config CFG --out RUN_DIR``.
+"""The learned warp-GAN renderer's trainer (``omnitalker train-renderer``, ``launchers/train_renderer.py``).
 
-Same shape as the DiT trainer (``training/launch.py``): one local process (CPU, or one GPU with
+Same shape as the DiT trainer (``training/loop.py``): one local process (CPU, or one GPU with
 ``--gpu`` / ``device: cuda``), or ``--num-workers N`` Ray Train workers (DDP, one GPU each with
 ``--gpu``). Running the same command again resumes from RUN_DIR's newest checkpoint; when it is
 already at ``--max-steps`` the command says so and does nothing.
@@ -8,7 +8,7 @@ already at ``--max-steps`` the command says so and does nothing.
 Reused from the DiT trainer: ``OptimConfig`` / ``LoggingConfig`` (``training.config``), AdamW +
 warmup/decay schedule, device and seeding, metrics.jsonl ``Reporter`` (``training.loop``), the
 EMA (``training.ema``), the checkpoint folder naming, RNG capture and lookup helpers
-(``training.checkpoint``) and ``read_last_loss`` (``training.ray_train``).
+(``model.checkpoint``, ``training.checkpoint``) and ``read_last_loss`` (``training.ray_train``).
 
 Checkpoint ``RUN_DIR/checkpoints/step_<08d>/`` (written to a temp folder, then renamed):
 ``model.safetensors`` (generator), ``ema.safetensors`` (its EMA: what inference loads),
@@ -21,13 +21,11 @@ resumed run is deterministic but not identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,15 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from core.overlay import load_layered_config, overlay_config
+from model.checkpoint import (
+    CKPT_DIR,
+    STATE_FILE,
+    checkpoint_name,
+    latest_checkpoint,
+    list_checkpoints,
+    read_state,
+)
 from model.renderer.warpgan.keypoints import FaceKeypoints
 from model.renderer.warpgan.losses import (
     LossConfig,
@@ -49,21 +56,9 @@ from model.renderer.warpgan.losses import (
     ms_ssim_loss,
 )
 from model.renderer.warpgan.model import WarpGanConfig, WarpGanRenderer, count_parameters
-from pipeline.overlay import load_layered_config, overlay_config
-from training.checkpoint import (
-    CKPT_DIR,
-    STATE_FILE,
-    capture_rng_state,
-    checkpoint_name,
-    latest_checkpoint,
-    list_checkpoints,
-    read_state,
-    restore_rng_state,
-    to_jsonable,
-)
+from training.checkpoint import capture_rng_state, restore_rng_state, to_jsonable
 from training.config import LoggingConfig, OptimConfig
 from training.ema import EMA, unwrap_model
-from training.launch import collect_overrides, launch
 from training.loop import DistContext, Reporter, TrainResult, build_optimizer, resolve_device, seed_everything
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
 
@@ -285,42 +280,3 @@ def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir
     return fit_on_ray_train(renderer_train_worker,
                             {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
                             run_path, num_workers, use_gpu, "train-renderer", start_step)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def build_parser(prog: str = "python -m training.renderer_launch") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Train the learned warp-GAN renderer on curated shards "
-                                "(schema v3, face_boxes; resumes from RUN_DIR's newest checkpoint).")
-    p.add_argument("--shards", required=True, help="folder of part-*.parquet shards (or a curation OUT folder)")
-    p.add_argument("--config", required=True, help="renderer YAML, e.g. configs/renderer_tiny.yaml")
-    p.add_argument("--out", required=True, help="RUN_DIR: checkpoints, metrics.jsonl, renderer_config.json")
-    p.add_argument("--max-steps", type=int, default=None, help="total steps of the run (overrides optim.max_steps)")
-    p.add_argument("--num-workers", type=int, default=None,
-                   help="run on Ray Train with this many workers (DDP); omit for one local process")
-    p.add_argument("--gpu", action="store_true",
-                   help="one GPU per Ray worker with --num-workers; without it, train this process on cuda")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set loss.vgg_weights_path=/models/vgg19.pth (repeatable)")
-    return p
-
-
-def run(args: argparse.Namespace) -> TrainResult:
-    """Train the renderer in this process, or on Ray Train when ``--num-workers`` is given."""
-    cfg = load_renderer_config(args.config, collect_overrides(args))
-    shards, out = str(Path(args.shards).resolve()), str(Path(args.out).resolve())
-    if args.num_workers is not None:
-        if args.num_workers < 1:
-            raise ValueError("--num-workers must be >= 1")
-        return run_ray_renderer_training(cfg, shards, out, args.num_workers, args.gpu)
-    return train_renderer(cfg, shards, out)
-
-
-def main(argv: list[str] | None = None, prog: str = "python -m training.renderer_launch") -> int:
-    """Parse ``argv``, train, print a one-line summary; returns the exit code (2 for user errors)."""
-    return launch(build_parser(prog).parse_args(argv), run, prog)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,18 +18,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from model.dit.backbone import OmniTalkerDiT
-from model.dit.config import SamplerConfig, load_model_config
-from model.generate import (
+from inference.generate import (
     GenerateConfig,
     compute_gen_frames,
     generate,
     load_checkpoint_for_generation,
     main,
 )
-from model.reference import ReferenceError, load_reference, load_reference_from_shards
-from pipeline.schema import SHARD_SCHEMA, SchemaVersionError, shard_metadata
-from training.loop import FeatureNormalizer
+from inference.reference import ReferenceError, load_reference, load_reference_from_shards
+from model.dit.backbone import OmniTalkerDiT
+from model.dit.config import SamplerConfig, load_model_config
+from model.normalizer import FeatureNormalizer
+from shards.schema import SHARD_SCHEMA, SchemaVersionError, shard_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 REF_TEXT = "Some call me nature, others call me mother nature."
@@ -72,12 +72,12 @@ def shards(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint of a tiny random model: vocab and stats from the shards, saved by save_checkpoint."""
+    from model.vocab import Vocab
     from training.checkpoint import save_checkpoint
     from training.config import TrainConfig
     from training.data import DataConfig, build_index
     from training.ema import EMA
     from training.loop import compute_run_stats
-    from training.vocab import Vocab
 
     index = build_index(str(shards), DataConfig())
     vocab = Vocab.build(list(index.texts()) + [TARGET_TEXT])
@@ -199,7 +199,7 @@ def test_cli_with_video_reference(run_dir: Path, media_dir: Path, tmp_path: Path
 def test_cli_audio_driven_generates_codes_for_the_given_speech(run_dir: Path, shards: Path, media_dir: Path,
                                                                tmp_path: Path, capsys):
     """StyleTalker's audio-driven mode: same model and sampler, the audio kept, only codes generated."""
-    from model.generate import load_driving_audio
+    from inference.generate import load_driving_audio
 
     speech = media_dir / "f5tts_basic_ref_en.wav"
     info = run_cli(capsys, ["--ckpt", str(run_dir), "--ref", CLIP_ID, "--shards", str(shards), "--audio", str(speech),

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from model.vocab import FILLER, FILLER_ID, UNK, UNK_ID, Vocab, is_pinyin_text, tokenize
 from stages.text_norm import normalize_for_model
-from training.vocab import FILLER, FILLER_ID, UNK, UNK_ID, Vocab, is_pinyin_text, tokenize
 
 EN = "Some call me nature, others call me mother nature."
 ZH_MODEL = normalize_for_model("对，这就是我，万人敬仰的太乙真人。", "zh")

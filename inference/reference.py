@@ -6,14 +6,14 @@ Two sources:
   the row's ``mel``, ``visual``, ``text`` and ``text_model`` are used as stored; only the
   ``clip_id`` column is scanned until the row is found, then that one row group is read;
 * a short video file: the curation stages run on it in-process, in the order of
-  ``pipeline.executors.build_stages`` -- probe, standardize_audio, vad, asr, mel, visual (scene
+  ``pipeline.executors.build_stages`` -- probe, audio, vad, asr, mel, visual (scene
   cuts, diarization, face tracking and ASD are skipped: the reference is one speaker in one shot).
   The reference is one segment from the first VAD speech onset to the end of the last VAD
   segment that still fits in ``max_ref_s`` seconds (cut at ``max_ref_s`` if the first segment is
   longer); ASR then transcribes exactly that span, so text and audio agree.
 
 Frames: 93.75 Hz (24000 / 256); ``mel`` ``(N_ref, 100)`` and ``codes`` ``(N_ref, 61)`` have the
-same length. CLI: ``python -m model.reference REF [--shards DIR]`` prints a JSON summary.
+same length. CLI: ``python -m inference.reference REF [--shards DIR]`` prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ import argparse
 import json
 import logging
 import os
-import posixpath
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from pipeline.config import CurateConfig, load_config
-from pipeline.schema import check_shard_metadata
-from stages.item import AUDIO_SR, FileItem, Segment
-from stages.mel import N_MELS
+from shards.codes import CODE_DIM
+from shards.reader import find_clip
+from shards.spec import AUDIO_SR, N_MELS
+from stages.item import FileItem, Segment
 
 log = logging.getLogger(__name__)
 
-CODE_DIM = 61  # visual codes per frame
 REFERENCE_COLUMNS = ["clip_id", "n_frames", "mel", "visual", "text", "text_model", "language", "start_s", "end_s"]
 
 
@@ -81,24 +78,6 @@ class Reference:
 # --------------------------------------------------------------------------- shards
 
 
-def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and path for a local folder or a ``scheme://`` URI."""
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def list_shard_parts(shards_dir: str) -> tuple[pafs.FileSystem, list[str]]:
-    """``part-*.parquet`` files in ``shards_dir`` (names starting with ``.`` are temporary: ignored)."""
-    fs, root = open_filesystem(shards_dir)
-    infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    parts = sorted(i.path for i in infos if i.type == pafs.FileType.File
-                   and posixpath.basename(i.path).startswith("part-") and i.path.endswith(".parquet"))
-    if not parts:
-        raise ReferenceError(f"no shard parts (part-*.parquet) in {shards_dir}")
-    return fs, parts
-
-
 def stack_frames(values: list | None, dim: int, what: str, path: str) -> np.ndarray:
     if values is None:
         raise ReferenceError(f"{path}: the reference row has no {what} (null)")
@@ -108,27 +87,20 @@ def stack_frames(values: list | None, dim: int, what: str, path: str) -> np.ndar
 
 def load_reference_from_shards(shards_dir: str, clip_id: str) -> Reference:
     """Find ``clip_id`` in the shards and return its row as a :class:`Reference`."""
-    fs, parts = list_shard_parts(shards_dir)
-    for path in parts:
-        with fs.open_input_file(path) as fh:
-            pf = pq.ParquetFile(fh)
-            check_shard_metadata(path, pf.metadata.metadata)
-            for rg in range(pf.num_row_groups):
-                ids = pf.read_row_group(rg, columns=["clip_id"]).column("clip_id").to_pylist()
-                if clip_id not in ids:
-                    continue
-                row = pf.read_row_group(rg, columns=REFERENCE_COLUMNS).slice(ids.index(clip_id), 1).to_pylist()[0]
-                mel = stack_frames(row["mel"], N_MELS, "mel", path)
-                codes = stack_frames(row["visual"], CODE_DIM, "visual codes", path)
-                if mel.shape[0] != codes.shape[0] or mel.shape[0] != row["n_frames"]:
-                    raise ReferenceError(f"{path}: clip {clip_id} has {mel.shape[0]} mel and {codes.shape[0]} "
-                                         f"visual frames, n_frames {row['n_frames']}")
-                if not row["text_model"]:
-                    raise ReferenceError(f"{path}: clip {clip_id} has no text_model (ASR was skipped)")
-                return Reference(name=clip_id, mel=mel, codes=codes, text=row["text"] or row["text_model"],
-                                 text_model=row["text_model"], language=row["language"], source=path,
-                                 start_s=float(row["start_s"]), end_s=float(row["end_s"]))
-    raise ReferenceError(f"clip_id {clip_id!r} not found in {len(parts)} shard part(s) under {shards_dir}")
+    try:
+        path, row = find_clip(shards_dir, clip_id, REFERENCE_COLUMNS)
+    except (KeyError, FileNotFoundError) as e:
+        raise ReferenceError(str(e).strip("'\"")) from e
+    mel = stack_frames(row["mel"], N_MELS, "mel", path)
+    codes = stack_frames(row["visual"], CODE_DIM, "visual codes", path)
+    if mel.shape[0] != codes.shape[0] or mel.shape[0] != row["n_frames"]:
+        raise ReferenceError(f"{path}: clip {clip_id} has {mel.shape[0]} mel and {codes.shape[0]} "
+                             f"visual frames, n_frames {row['n_frames']}")
+    if not row["text_model"]:
+        raise ReferenceError(f"{path}: clip {clip_id} has no text_model (ASR was skipped)")
+    return Reference(name=clip_id, mel=mel, codes=codes, text=row["text"] or row["text_model"],
+                     text_model=row["text_model"], language=row["language"], source=path,
+                     start_s=float(row["start_s"]), end_s=float(row["end_s"]))
 
 
 # --------------------------------------------------------------------------- video
@@ -153,7 +125,7 @@ def describe_failure(item: FileItem, stage: str) -> str:
 
 
 def build_reference_from_video(path: str, cfg: ReferenceConfig | None = None) -> Reference:
-    """Run probe -> standardize_audio -> vad -> asr -> mel -> visual on ``path`` as one reference segment."""
+    """Run probe -> audio -> vad -> asr -> mel -> visual on ``path`` as one reference segment."""
     from stages.asr import AsrStage
     from stages.audio import StandardizeAudioStage
     from stages.mel import MelStage
@@ -195,7 +167,7 @@ def load_reference(ref: str, shards_dir: str | None = None, cfg: ReferenceConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m model.reference REF [--shards DIR]``: print the reference as JSON."""
+    """``python -m inference.reference REF [--shards DIR]``: print the reference as JSON."""
     ap = argparse.ArgumentParser(description="build a generation reference (clip_id in shards, or a video)")
     ap.add_argument("ref", help="clip_id (with --shards) or a short video file")
     ap.add_argument("--shards", default=None, help="OUT/shards folder holding the clip_id")

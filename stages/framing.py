@@ -1,12 +1,12 @@
-"""face_filter: the face-level part of fine segmentation, after active-speaker detection.
+"""framing: the face-level part of fine segmentation, after active-speaker detection.
 
 Active-speaker detection (``stages/asd.py``) picks the speaking face track of
 each clip (``Segment.track_id``). This stage measures that track over the
 clip's span and drops clips whose face is too small or not frontal enough,
 each with a ledger row holding the measured value:
 
-- ``face_too_small``: median box area / frame area below ``segment.min_face_area_frac``;
-- ``not_frontal``: median |yaw| (degrees) above ``segment.max_abs_yaw_deg``.
+- ``face_too_small``: median box area / frame area below ``framing.min_face_area_frac``;
+- ``not_frontal``: median |yaw| (degrees) above ``framing.max_abs_yaw_deg``.
 
 Files without video pass through untouched (the ASD stage already recorded why).
 """
@@ -19,7 +19,6 @@ import numpy as np
 
 from stages.base import Resources, Stage
 from stages.item import FaceTrack, FileItem, Reject, Segment
-from stages.segment import SegmentConfig
 
 
 def measure_track(track: FaceTrack, start_s: float, end_s: float) -> tuple[float, float]:
@@ -34,11 +33,17 @@ def measure_track(track: FaceTrack, start_s: float, end_s: float) -> tuple[float
 
 
 @dataclass
-class FaceFilterStage(Stage):
+class FramingConfig:
+    min_face_area_frac: float = 0.02  # face box area / frame area (median over the clip); smaller: face_too_small
+    max_abs_yaw_deg: float = 45.0  # degrees: median |yaw| above this is not frontal (not_frontal)
+
+
+@dataclass
+class FramingStage(Stage):
     """Face area and frontalness of each clip's active speaker. Pure numpy; runs as a task."""
 
-    name: str = "face_filter"
-    cfg: SegmentConfig = field(default_factory=SegmentConfig)
+    name: str = "framing"
+    cfg: FramingConfig = field(default_factory=FramingConfig)
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1))
 
     def check(self, seg: Segment, track: FaceTrack) -> Reject | None:

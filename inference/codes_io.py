@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from blendshape_fit.codes import CODE_DIM
-from blendshape_fit.resample import MEL_RATE_HZ, interpolate_rows, unwrap_angles
+from blendshape_fit.resample import interpolate_rows, unwrap_angles
+from shards.codes import CODE_DIM
+from shards.reader import find_clip
+from shards.spec import FRAME_RATE
 
 
 @dataclass
@@ -56,7 +58,7 @@ def check_codes(codes: np.ndarray, where: str) -> np.ndarray:
     return arr
 
 
-def load_codes_file(path: str | Path, default_rate: Fraction = MEL_RATE_HZ) -> CodeTrack:
+def load_codes_file(path: str | Path, default_rate: Fraction = FRAME_RATE) -> CodeTrack:
     """Codes from the generator's ``.npz`` (``codes``, ``frame_rate``) or a ``.npy`` (at ``default_rate``)."""
     path = Path(path)
     if not path.is_file():
@@ -76,29 +78,11 @@ def load_codes_file(path: str | Path, default_rate: Fraction = MEL_RATE_HZ) -> C
 
 def load_codes_from_shards(shards_dir: str, clip_id: str) -> tuple[CodeTrack, dict]:
     """The ``visual`` codes (93.75 Hz) of ``clip_id`` and its row facts (source_path, start_s, face_boxes)."""
-    import pyarrow.parquet as pq
-
-    from model.reference import list_shard_parts
-    from pipeline.schema import check_shard_metadata
-
-    fs, parts = list_shard_parts(shards_dir)
-    cols = ["clip_id", "source_path", "start_s", "end_s", "visual", "face_boxes"]
-    for path in parts:
-        with fs.open_input_file(path) as fh:
-            pf = pq.ParquetFile(fh)
-            check_shard_metadata(path, pf.metadata.metadata)
-            names = set(pf.schema_arrow.names)
-            for rg in range(pf.num_row_groups):
-                ids = pf.read_row_group(rg, columns=["clip_id"]).column("clip_id").to_pylist()
-                if clip_id not in ids:
-                    continue
-                use = [c for c in cols if c in names]
-                row = pf.read_row_group(rg, columns=use).slice(ids.index(clip_id), 1).to_pylist()[0]
-                if row.get("visual") is None:
-                    raise ValueError(f"{path}: clip {clip_id} has no visual codes")
-                codes = check_codes(np.asarray(row["visual"], dtype=np.float32), f"{path}:{clip_id}")
-                return CodeTrack(codes, MEL_RATE_HZ, f"{path}:{clip_id}"), row
-    raise KeyError(f"clip_id {clip_id!r} not found in {len(parts)} shard part(s) under {shards_dir}")
+    path, row = find_clip(shards_dir, clip_id, ["clip_id", "source_path", "start_s", "end_s", "visual", "face_boxes"])
+    if row.get("visual") is None:
+        raise ValueError(f"{path}: clip {clip_id} has no visual codes")
+    codes = check_codes(np.asarray(row["visual"], dtype=np.float32), f"{path}:{clip_id}")
+    return CodeTrack(codes, FRAME_RATE, f"{path}:{clip_id}"), row
 
 
 def count_output_frames(duration_s: float, fps: float) -> int:

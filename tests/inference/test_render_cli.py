@@ -1,4 +1,4 @@
-"""``omnitalker render`` (model.renderer.cli.main): codes mode, drive mode, errors; codes resampling; mp4 I/O.
+"""``omnitalker render`` (inference.render.main): codes mode, drive mode, errors; codes resampling; mp4 I/O.
 
 Real media from ../shared/data/media, MediaPipe for real; nothing is mocked.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from model.renderer.cli import main
-from model.renderer.codes_io import CodeTrack, load_codes_file, resample_codes
-from model.renderer.video_io import read_audio, write_mp4
+from inference.codes_io import CodeTrack, load_codes_file, resample_codes
+from inference.render import main
+from inference.video_io import read_audio, write_mp4
 from tests.conftest import MEDIA
 
 PHOTO = MEDIA / "sadtalker_people_0.png"

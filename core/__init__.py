@@ -1,0 +1,1 @@
+"""omnitalker: core -- config overlays and file access that every layer uses."""

@@ -1,0 +1,1 @@
+"""omnitalker: inference -- generation and rendering entry points (applications; docs/architecture.md)."""

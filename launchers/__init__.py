@@ -1,0 +1,1 @@
+"""omnitalker: launchers -- the trainers' command lines, local or Ray Train (applications)."""

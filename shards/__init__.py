@@ -1,0 +1,1 @@
+"""omnitalker: shards -- the shard contract: rates, mel spec, code layout, schema and the shared reader."""
