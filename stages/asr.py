@@ -1,8 +1,10 @@
 """asr: whisper transcripts with word times for every segment, plus sidecar transcripts.
 
 Each VAD segment's 16 kHz audio is transcribed on its own (whisper's own VAD
-off, ``condition_on_previous_text`` off, beam search with whisper's default
-temperature fallback). The stage fills, per segment:
+off, ``condition_on_previous_text`` off, beam search at the temperatures of
+``asr.temperatures``: 0 alone by default, since whisper's fallback to higher
+temperatures samples at random and the same audio would give other text, other
+clip cuts and other clip ids on another run). The stage fills, per segment:
 
 * ``seg.text``: the raw transcript: the sidecar's text when the source has a
   ``.srt``/``.vtt``/``.txt`` next to it (see ``stages/transcripts.py``), else
@@ -57,6 +59,10 @@ class AsrConfig:
     device: str = "auto"  # "auto" (CUDA if present) | "cpu" | "cuda"
     compute_type: str = "auto"  # "auto": int8 on CPU, float16 on GPU; or any CTranslate2 compute type
     beam_size: int = 5  # beam width at temperature 0
+    # Decoding temperatures, tried in order while a result looks hallucinated. Values above 0 sample
+    # at random (CTranslate2's generator cannot be re-seeded per call), so the default [0.0] keeps a
+    # run deterministic; whisper's own default is [0.0, 0.2, 0.4, 0.6, 0.8, 1.0].
+    temperatures: list[float] = field(default_factory=lambda: [0.0])
     num_threads: int = 1  # CPU threads per actor
     word_timestamps: bool = True  # word times from cross-attention alignment
     max_no_speech_prob: float = 0.9  # 0-1: above this whisper's words are taken as hallucinated (no_text)
@@ -70,7 +76,8 @@ class AsrConfig:
             backend=self.backend, model_path=self.model_path, model_name=self.model_name,
             download_root=self.download_root, allow_download=self.allow_download, language=self.language,
             require_multilingual=self.multilingual, device=self.device, compute_type=self.compute_type,
-            beam_size=self.beam_size, num_threads=self.num_threads, word_timestamps=self.word_timestamps)
+            beam_size=self.beam_size, num_threads=self.num_threads, word_timestamps=self.word_timestamps,
+            temperatures=tuple(self.temperatures))
 
 
 def slice_audio_16k(audio_16k: np.ndarray, seg: Segment) -> np.ndarray:

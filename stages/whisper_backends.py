@@ -82,6 +82,7 @@ class BackendOptions:
     compute_type: str = "auto"  # "auto": int8 on CPU, float16 on GPU
     beam_size: int = 5
     num_threads: int = 1  # CPU threads for inference
+    temperatures: tuple[float, ...] = (0.0,)  # decoding temperatures in order; > 0 samples at random
     word_timestamps: bool = True
 
 
@@ -185,7 +186,7 @@ class FasterWhisperBackend:
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
         segments, info = self.model.transcribe(
             audio, language=language, beam_size=self.opts.beam_size, word_timestamps=self.opts.word_timestamps,
-            vad_filter=False, condition_on_previous_text=False)
+            vad_filter=False, condition_on_previous_text=False, temperature=list(self.opts.temperatures))
         segments = list(segments)  # a generator: decoding happens here
         words: list[AsrWord] = []
         stats: list[tuple[float, float, float, int]] = []
@@ -269,7 +270,7 @@ class OpenAIWhisperBackend:
             language = "en"
         out: dict[str, Any] = self.model.transcribe(
             audio, language=language, beam_size=self.opts.beam_size, word_timestamps=self.opts.word_timestamps,
-            condition_on_previous_text=False, fp16=self.fp16, verbose=None)
+            condition_on_previous_text=False, fp16=self.fp16, verbose=None, temperature=self.opts.temperatures)
         words: list[AsrWord] = []
         stats: list[tuple[float, float, float, int]] = []
         for s in out.get("segments", []):
