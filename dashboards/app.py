@@ -27,13 +27,16 @@ from shards.reader import REJECTS, SOURCES
 PAGES = ("Overview", "Clips", "Rejects")
 HISTOGRAM_METRICS = (("duration_s", "duration (s)"), ("dnsmos_ovrl", "DNSMOS OVRL (MOS 1-5)"),
                      ("asd_score", "active-speaker score"), ("fit_rmse", "fit RMSE / inter-ocular distance"),
-                     ("chars_per_s", "characters per second"))
+                     ("chars_per_s", "characters per second"), ("sync_conf", "lip-sync confidence"),
+                     ("av_offset_s", "audio-visual offset (s, + = audio late)"))
 # Quality columns offered as range filters in the clip browser (shown only when present).
 RANGE_COLUMNS = ("duration_s", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "chars_per_s",
-                 "language_prob", "sidecar_wer", "asd_score", "face_area_frac", "fit_rmse")
+                 "language_prob", "sidecar_wer", "asd_score", "face_area_frac", "fit_rmse", "sync_conf", "sync_dist",
+                 "av_offset_s")
 TABLE_COLUMNS = ("clip_id", "source", "start_s", "end_s", "duration_s", "language", "language_prob", "speaker",
                  "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "chars_per_s", "sidecar_wer",
-                 "asd_score", "asd_lag_s", "face_area_frac", "fit_rmse", "text_source", "text")
+                 "asd_score", "asd_lag_s", "sync_conf", "sync_dist", "av_offset_s", "av_shift_applied_s",
+                 "face_area_frac", "fit_rmse", "text_source", "text")
 REJECT_COLUMNS = ("source_path", "stage", "reason", "value", "threshold", "start_s", "end_s", "duration_s", "detail")
 FACE_IMAGE_PX = 360  # side of the fitted-face rendering
 
@@ -192,6 +195,11 @@ def show_clip_detail(row: dict[str, Any]) -> None:
     if mel is not None:
         st.image(data.mel_to_image(mel), caption="log-mel (100 bins, 0-12 kHz bottom to top; 93.75 frames/s)",
                  width="stretch")
+    if row.get("sync_conf") is not None:
+        shift = row.get("av_shift_applied_s") or 0.0
+        st.markdown(f"**Lip sync** ({row.get('sync_model')}): confidence {row['sync_conf']:.3f}, distance "
+                    f"{row.get('sync_dist', float('nan')):.3f}, audio {row.get('av_offset_s', 0.0) * 1000:+.0f} ms "
+                    f"against the video (+ = late)" + (f"; video moved {shift * 1000:+.0f} ms to match" if shift else ""))
     st.markdown("**Transcript**")
     st.write(row.get("text") or "(no transcript)")
     if row.get("text_model") and row.get("text_model") != row.get("text"):

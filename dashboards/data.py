@@ -45,9 +45,8 @@ from shards.codes import (
 )
 from shards.reader import MANIFEST, SHARDS, is_part_name, read_row
 from shards.schema import SchemaVersionError, read_schema_version
-from shards.spec import FRAME_RATE_HZ
+from shards.spec import FRAME_RATE_HZ, VIDEO_TRACK_FPS
 
-MP_FPS = 30.0  # Hz: MediaPipe's own blendshape scores (mp_blendshapes)
 MIN_SCHEMA_VERSION = 2  # v1 shards had other column names; the dashboard reads v2 and later by column presence
 HEAVY_COLUMNS = ("mel", "audio_flac", "visual", "mp_blendshapes", "face_boxes", "words", "provenance")
 CACHE_ENTRIES = 64  # cached part reads (tables or row groups)
@@ -60,7 +59,10 @@ THRESHOLD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "asd_score": (("asd", "min_asd_score"),),
     "fit_rmse": (("visual", "max_fit_rmse_iod"),),
     "chars_per_s": (("segment", "min_chars_per_s"), ("segment", "max_chars_per_s")),
+    "sync_conf": (("sync", "min_conf"),),
+    "av_offset_s": (("sync", "max_correct_s"),),  # drawn at -limit and +limit
 }
+SYMMETRIC_THRESHOLDS = ("av_offset_s",)  # metrics whose limit holds on both sides of 0
 
 
 T = TypeVar("T")
@@ -296,6 +298,8 @@ def collect_thresholds(config: dict[str, Any] | None) -> dict[str, list[tuple[st
             value = (config.get(section) or {}).get(name)
             if isinstance(value, int | float) and not isinstance(value, bool) and (value != 0 or metric == "asd_score"):
                 out.setdefault(metric, []).append((f"{section}.{name}", float(value)))
+                if metric in SYMMETRIC_THRESHOLDS:
+                    out[metric].append((f"-{section}.{name}", -float(value)))
     return out
 
 
@@ -407,7 +411,7 @@ def visual_curves(visual: np.ndarray, start_s: float, blendshapes: tuple[str, ..
 def mediapipe_curves(mp: np.ndarray, start_s: float, blendshapes: tuple[str, ...] | list[str] = DEFAULT_BLENDSHAPES
                      ) -> dict[str, np.ndarray]:
     """MediaPipe's own scores of ``blendshapes`` on their 30 fps axis, ``{"t_s": times, name: values}``."""
-    t = frame_times(mp.shape[0], start_s, MP_FPS)
+    t = frame_times(mp.shape[0], start_s, VIDEO_TRACK_FPS)
     return {"t_s": t, **{n: mp[:, MP_BLENDSHAPE_NAMES.index(n)] for n in blendshapes}}
 
 

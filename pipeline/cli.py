@@ -4,6 +4,7 @@ Commands:
   curate    curate media into Parquet shards (= ``python -m pipeline.run``)
   train     train the OmniTalker DiT on the shards (= ``python -m launchers.train``)
   train-renderer  train the warp-GAN renderer (= ``python -m launchers.train_renderer``)
+  train-sync  train the lip-sync model (= ``python -m launchers.train_sync``)
   generate  text + reference to mel, codes and wav (= ``python -m inference.generate``)
   inspect   the shard-inspection dashboard on 127.0.0.1 (= ``streamlit run dashboards/app.py -- OUT``)
   render    reference + codes, or a driving video, to mp4 (= ``python -m inference.render``)
@@ -19,6 +20,8 @@ COMMANDS = {
     "train": ("launchers.train", "train the DiT on curated shards (= python -m launchers.train)"),
     "train-renderer": ("launchers.train_renderer", "train the learned warp-GAN renderer on curated shards "
                        "(= python -m launchers.train_renderer)"),
+    "train-sync": ("launchers.train_sync", "train the lip-sync model on curated shards "
+                   "(= python -m launchers.train_sync)"),
     "generate": ("inference.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m inference.generate)"),
     "inspect": ("dashboards.launch", "inspect a curation output folder in a local web app "
                 "(= streamlit run dashboards/app.py -- OUT)"),

@@ -26,6 +26,7 @@ from stages.mel import MelConfig
 from stages.probe import ProbeConfig
 from stages.scene import SceneConfig
 from stages.segment import SegmentConfig
+from stages.sync import SyncConfig
 from stages.vad import VadConfig
 from stages.visual import VisualConfig
 
@@ -67,6 +68,7 @@ class CurateConfig:
     framing: FramingConfig = field(default_factory=FramingConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: dict[str, StageResources] = field(default_factory=dict)
 

@@ -34,6 +34,7 @@ from stages.mel import MelStage
 from stages.probe import ProbeStage
 from stages.scene import SceneCutStage
 from stages.segment import FineSegmentStage
+from stages.sync import SyncStage
 from stages.vad import VadSegmentStage
 from stages.visual import VisualCodesStage
 
@@ -67,6 +68,7 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         FramingStage(cfg=cfg.framing),
         MelStage(cfg=cfg.mel),
         VisualCodesStage(cfg=cfg.visual),
+        SyncStage(cfg=cfg.sync),
     ]
     return [apply_resources(s, cfg.resources.get(s.name)) for s in stages]
 

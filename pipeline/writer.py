@@ -90,6 +90,8 @@ def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict
             "words": seg.words, "speaker": seg.speaker, "visual": seg.visual,
             "mp_blendshapes": seg.mp_blendshapes, "face_boxes": seg.face_boxes, "track_id": seg.track_id, "asd_score": seg.asd_score,
             "asd_lag_s": seg.asd_lag_s, "asd_scorer": seg.asd_scorer,
+            "sync_conf": seg.sync_conf, "sync_dist": seg.sync_dist, "av_offset_s": seg.av_offset_s,
+            "av_shift_applied_s": seg.av_shift_applied_s, "sync_model": seg.sync_model,
             "face_area_frac": seg.face_area_frac, "fit_rmse": seg.fit_rmse,
             "provenance": json.dumps(prov, sort_keys=True, default=str),
         }

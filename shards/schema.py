@@ -14,7 +14,7 @@ import pyarrow as pa
 from shards.codes import CODE_DIM, EXPRESSION_SLICE, EYE_SLICE, POSE_SLICE
 from shards.spec import AUDIO_SPEC, FRAME_RATE_TEXT, MEL_SPEC, N_MELS
 
-SCHEMA_VERSION = 3  # v3 (#7): face_boxes. v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
+SCHEMA_VERSION = 4  # v4 (#12): sync_conf, sync_dist, av_offset_s, av_shift_applied_s, sync_model. v3 (#7): face_boxes. v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
 MP_BLENDSHAPES_DIM = 52  # MediaPipe's own scores, at 30 fps
 # The visual column's layout as the feature spec states it (derived from shards.codes).
 VISUAL_LAYOUT = {
@@ -64,6 +64,12 @@ SHARD_SCHEMA = pa.schema([
     ("asd_score", pa.float32()),
     ("asd_lag_s", pa.float32()),  # seconds: best audio-visual lag (positive: video lags audio)
     ("asd_scorer", pa.string()),  # the ActiveSpeakerScorer that produced asd_score
+    # Lip sync (stages/sync.py): the lip-sync model's distance curve over audio-visual lags.
+    ("sync_conf", pa.float32()),  # median distance minus the best within sync.max_correct_s (1 - cos units)
+    ("sync_dist", pa.float32()),  # the best distance (1 - cos; 0 = matched)
+    ("av_offset_s", pa.float32()),  # seconds: best lag, positive = audio late (sound after the lip movement)
+    ("av_shift_applied_s", pa.float32()),  # seconds the video side was moved to correct it (visual rows: t - shift)
+    ("sync_model", pa.string()),  # the lip-sync weights that scored the clip
     ("face_area_frac", pa.float32()),
     ("fit_rmse", pa.float32()),
     ("provenance", pa.string()),  # JSON: models that ran, stages skipped and why, audio facts

@@ -25,6 +25,7 @@ LOG_FLOOR = 1e-7  # magnitude floor before the natural log
 FRAME_RATE = Fraction(AUDIO_SR, HOP)  # 93.75 Hz, exactly: mel and visual frames per second
 FRAME_RATE_HZ = float(FRAME_RATE)  # 93.75, for float arithmetic
 FRAME_RATE_TEXT = f"{AUDIO_SR}/{HOP}"  # "24000/256": how shards and npz files write the rate
+VIDEO_TRACK_FPS = 30.0  # Hz: grid of the per-video-frame columns mp_blendshapes and face_boxes (i at start_s + i / 30)
 PCM16_SCALE = 32768.0  # the shard's FLAC stores 16-bit samples: value k / 32768
 
 MEL_SPEC: dict[str, Any] = {

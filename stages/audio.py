@@ -6,8 +6,12 @@ drops LFE); soxr then resamples to 24 kHz and 16 kHz. Loudness is normalized to
 ``target_lufs`` (ITU-R BS.1770) with a peak ceiling, the same gain applied to
 both rates. The source rate and channel count stay in the probe record.
 
-Rejects: undecodable audio, audio shorter than the probe minimum, and silence
-(integrated loudness below ``silence_lufs``).
+Every decoded frame is placed at its own presentation time: a span the decoder could not
+give (corrupt or missing packets, a pts gap) becomes silence of the same length at the same
+place, so nothing after it moves against the video; overlapping samples are dropped.
+
+Rejects: undecodable audio, audio shorter than the probe minimum, too much of the audio
+filled in (``max_gap_frac``), and silence (integrated loudness below ``silence_lufs``).
 """
 
 from __future__ import annotations
@@ -33,13 +37,38 @@ class AudioConfig:
     max_peak_dbfs: float = -1.0  # dBFS: sample peak ceiling after normalization
     silence_lufs: float = -60.0  # LUFS: quieter inputs are rejected as silent
     min_decoded_s: float = 1.0  # seconds: less decodable audio than this is rejected
+    max_gap_frac: float = 0.05  # fraction of the audio filled with silence for undecodable spans; more: audio_gaps
+
+
+@dataclass
+class DecodedAudio:
+    """Mono float32 audio of a file's first audio stream at its own rate, on the stream's time base."""
+
+    samples: np.ndarray  # (n,) float32; sample 0 is the stream's first presentation time
+    rate: int  # Hz
+    errors: int = 0  # packets that failed to decode (plus a demuxer break, if any)
+    gap_s: float = 0.0  # seconds of silence put where no decoded audio was (corrupt, missing packets)
+    n_gaps: int = 0  # spans filled
+    overlap_s: float = 0.0  # seconds of decoded audio dropped because an earlier frame already covered them
+
+    @property
+    def gap_frac(self) -> float:
+        return self.gap_s / (len(self.samples) / self.rate) if len(self.samples) and self.rate else 0.0
+
+
+GAP_TOLERANCE_S = 0.002  # seconds: pts jitter below this is ignored (no fill, no trim)
 
 
 def decode_mono(path: str) -> tuple[np.ndarray, int, int]:
-    """Decode the first audio stream of ``path`` to mono float32 at its own rate.
+    """``(samples, sample_rate_hz, decode_errors)`` of :func:`decode_audio` (gaps already filled)."""
+    decoded = decode_audio(path)
+    return decoded.samples, decoded.rate, decoded.errors
 
-    Returns ``(samples, sample_rate_hz, decode_errors)``. A stream that breaks
-    part-way (truncated file) yields what decoded before the break.
+
+def decode_audio(path: str) -> DecodedAudio:
+    """Decode the first audio stream of ``path`` to mono float32 at its own rate, frames at their pts.
+
+    A stream that breaks part-way (truncated file) yields what decoded before the break.
     """
     src = av_source(path)
     if src is not None:
@@ -49,28 +78,52 @@ def decode_mono(path: str) -> tuple[np.ndarray, int, int]:
         return _decode_container(container)
 
 
-def _decode_container(container: av.container.InputContainer) -> tuple[np.ndarray, int, int]:
+def _decode_container(container: av.container.InputContainer) -> DecodedAudio:
     stream = container.streams.audio[0]
     rate = int(stream.codec_context.sample_rate or stream.rate)
+    tb = float(stream.time_base) if stream.time_base is not None else None
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None and tb else None
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    tol = int(round(GAP_TOLERANCE_S * rate))
+    out = DecodedAudio(np.zeros(0, np.float32), rate)
     chunks: list[np.ndarray] = []
-    errors = 0
+    written = 0
+
+    def place(frame: av.AudioFrame) -> None:
+        nonlocal written, origin
+        samples = np.concatenate([o.to_ndarray().reshape(-1) for o in resampler.resample(frame)] or
+                                 [np.zeros(0, np.float32)])
+        if frame.pts is not None and tb:
+            t = frame.pts * tb
+            origin = t if origin is None else origin
+            want = int(round((t - origin) * rate))
+            if want > written + tol:  # nothing decoded for [written, want): silence at its place
+                chunks.append(np.zeros(want - written, np.float32))
+                out.gap_s += (want - written) / rate
+                out.n_gaps += 1
+                written = want
+            elif want < written - tol:  # overlaps what is already there: keep the earlier samples
+                cut = min(written - want, len(samples))
+                out.overlap_s += cut / rate
+                samples = samples[cut:]
+        chunks.append(samples)
+        written += len(samples)
+
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
-                errors += 1
+                out.errors += 1
                 continue
             for frame in frames:
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                place(frame)
     except av.error.FFmpegError:
-        errors += 1  # demuxing broke off: keep what we have
-    for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return samples, rate, errors
+        out.errors += 1  # demuxing broke off: keep what we have
+    for rest in resampler.resample(None):
+        chunks.append(rest.to_ndarray().reshape(-1))
+    out.samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return out
 
 
 def resample_to(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
@@ -102,14 +155,23 @@ class StandardizeAudioStage(Stage):
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
 
     def process_item(self, item: FileItem) -> None:
-        samples, rate, errors = decode_mono(item.source_path)
-        decoded_s = len(samples) / rate if rate else 0.0
-        if errors:
+        decoded = decode_audio(item.source_path)
+        samples, rate, errors = decoded.samples, decoded.rate, decoded.errors
+        decoded_s = len(samples) / rate - decoded.gap_s if rate else 0.0
+        if errors or decoded.n_gaps or decoded.overlap_s:
             item.provenance["decode_errors"] = errors
+            item.provenance["audio_gaps"] = {"n": decoded.n_gaps, "filled_s": round(decoded.gap_s, 4),
+                                             "overlap_dropped_s": round(decoded.overlap_s, 4)}
         if decoded_s < self.cfg.min_decoded_s:
             item.reject_file(Reject(stage=self.name, reason="undecodable_audio", value=decoded_s,
                                     threshold=self.cfg.min_decoded_s,
                                     detail=f"decoded {decoded_s:.3f} s of audio, {errors} decode errors"))
+            return
+        if decoded.gap_frac > self.cfg.max_gap_frac:
+            item.reject_file(Reject(stage=self.name, reason="audio_gaps", value=decoded.gap_frac,
+                                    threshold=self.cfg.max_gap_frac,
+                                    detail=f"{decoded.gap_s:.3f} s in {decoded.n_gaps} span(s) had no decodable "
+                                           f"audio ({errors} decode errors); fraction of the audio filled with silence"))
             return
         audio_24k, audio_16k, loudness, gain_db = standardize(samples, rate, self.cfg)
         item.loudness_lufs = loudness

@@ -39,6 +39,20 @@ class Reject:
 
 
 @dataclass
+class VideoFrames:
+    """The speaker's face at each source video frame of a segment, at the frame's own time (not written out).
+
+    The visual stage fills it; the sync stage re-interpolates from it when it shifts the video.
+    """
+
+    times_s: np.ndarray  # (T,) float64 source seconds, increasing
+    codes: np.ndarray  # (T, 61) float32 fitted codes, faceless frames interpolated
+    blendshapes: np.ndarray  # (T, 52) float32 MediaPipe's scores; zeros where no face
+    boxes: np.ndarray  # (T, 4) float32 x0 y0 x1 y1 source pixels; NaN where no face
+    face_mask: np.ndarray  # (T,) bool
+
+
+@dataclass
 class Segment:
     """A candidate clip inside one file."""
 
@@ -62,6 +76,13 @@ class Segment:
     asd_score: float | None = None  # active-speaker score of that track (scorer-specific, higher = speaking)
     asd_lag_s: float | None = None  # seconds: best audio-visual lag (positive: video lags audio)
     asd_scorer: str | None = None  # which ActiveSpeakerScorer produced asd_score
+    # Lip sync (stages/sync.py): seconds, positive = audio late; distance and confidence in 1 - cos units.
+    sync_conf: float | None = None
+    sync_dist: float | None = None
+    av_offset_s: float | None = None
+    av_shift_applied_s: float | None = None  # the offset corrected: video rows come from source time t - shift
+    sync_model: str | None = None
+    video_frames: VideoFrames | None = None  # the speaker's face per source frame (visual), in memory only
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

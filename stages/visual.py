@@ -2,11 +2,17 @@
 
 For every segment of a file with a video stream:
 
-1. MediaPipe FaceLandmarker (VIDEO mode) over ``[seg.start_s, seg.end_s)`` at a constant
-   30 fps (``blendshape_fit.landmarker``): 478 landmarks + MediaPipe's 52 scores per frame;
+1. MediaPipe FaceLandmarker (VIDEO mode) on every decoded frame shown during
+   ``[seg.start_s, seg.end_s]``, each at its own presentation time (constant and variable frame
+   rates alike; ``blendshape_fit.landmarker.extract_frames``): 478 landmarks + MediaPipe's 52
+   scores per frame;
 2. the per-clip identity offset and the Eq. 1 fit per frame (``blendshape_fit.track``);
-3. linear resampling of the 30 fps codes onto the mel grid, ``n_frames = 1 + n_samples // 256``
-   rows centred at ``seg.start_s + k * 256 / 24000`` s (``blendshape_fit.resample``).
+3. one linear interpolation from the frame times onto the mel grid, ``n_frames = 1 + n_samples //
+   256`` rows centred at ``seg.start_s + k * 256 / 24000`` s (``blendshape_fit.resample``). No frame
+   is held: a mouth that opens on the frame shown at ``t`` opens at ``t`` in the codes too.
+
+``mp_blendshapes`` and ``face_boxes`` are interpolated the same way onto the 30 fps grid the
+schema gives them (``shards.spec.VIDEO_TRACK_FPS``).
 
 Segments with too many faceless frames or a poor fit are dropped with a ledger row.
 Layout of the code: ``shards.codes`` and ``docs/visual_codes.md``.
@@ -20,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +34,14 @@ import numpy as np
 
 from blendshape_fit.face_model import FaceModel, load_face_model
 from blendshape_fit.fit import BlendshapeFitter, FitOptions
-from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkTrack
-from blendshape_fit.resample import resample_to_mel
+from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkTrack, count_grid_frames
+from blendshape_fit.resample import interpolate_rows, resample_at_times
 from blendshape_fit.track import TrackFit, fit_track
 from core.media_io import av_source, open_binary
 from shards.codes import EXPRESSION_NAMES, ROTATION_SLICE
-from shards.spec import AUDIO_SR, count_mel_frames
+from shards.spec import AUDIO_SR, VIDEO_TRACK_FPS, count_mel_frames, mel_frame_times
 from stages.base import Resources, Stage
-from stages.item import FileItem, Reject, Segment
+from stages.item import FileItem, Reject, Segment, VideoFrames
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
 YAW = ROTATION_SLICE.start + 1
@@ -42,12 +49,11 @@ YAW = ROTATION_SLICE.start + 1
 
 @dataclass
 class VisualConfig:
-    target_fps: float = 30.0  # Hz: landmark frame rate (constant; VFR sources are resampled)
     max_detection_side_px: int = 960  # px: frames are downscaled so their long side is at most this
     min_detection_confidence: float = 0.5  # MediaPipe face detector score (0-1)
     min_presence_confidence: float = 0.5  # MediaPipe face presence score (0-1)
     min_tracking_confidence: float = 0.5  # MediaPipe tracking score (0-1)
-    max_faceless_frac: float = 0.2  # fraction of 30 fps frames without a face above which a segment is dropped
+    max_faceless_frac: float = 0.2  # fraction of the segment's video frames without a face above which it is dropped
     max_fit_rmse_iod: float = 0.05  # median reprojection RMSE as a fraction of the inter-ocular distance
     smoothing_cm2: float = 0.0  # temporal smoothing weight of the fit (cm^2 per unit coefficient^2); 0 = off
     fit_iterations: int = 4  # joint Gauss-Newton iterations per frame
@@ -59,13 +65,35 @@ class VisualConfig:
 
 
 def measure_face_boxes(track: LandmarkTrack) -> np.ndarray:
-    """(T, 4) float32 landmark boxes x0 y0 x1 y1 in source pixels per 30 fps frame; NaN rows where no face."""
+    """(T, 4) float32 landmark boxes x0 y0 x1 y1 in source pixels per track frame; NaN rows where no face."""
     xy = track.landmarks[..., :2]
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # faceless frames are all-NaN: their rows become NaN, as wanted
+        warnings.simplefilter("ignore", RuntimeWarning)
         boxes = np.concatenate([np.nanmin(xy, axis=1), np.nanmax(xy, axis=1)], axis=1) if len(xy) else \
             np.zeros((0, 4))
     boxes[~track.face_mask] = np.nan
     return boxes.astype(np.float32)
+
+
+def to_video_grid(frames: VideoFrames, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's scores (m, 52) and face boxes (m, 4) on the schema's 30 fps grid over ``[start_s, end_s)``.
+
+    Row ``i`` is at ``start_s + i / 30``: linear between the two source frames around it when both
+    show the face; zero scores and NaN boxes when either does not (or no frame has a face).
+    """
+    grid = start_s + np.arange(count_grid_frames(start_s, end_s, VIDEO_TRACK_FPS)) / VIDEO_TRACK_FPS
+    scores = np.zeros((len(grid), frames.blendshapes.shape[1]), np.float32)
+    boxes = np.full((len(grid), 4), np.nan, np.float32)
+    face = np.flatnonzero(frames.face_mask)
+    if len(grid) == 0 or face.size == 0:
+        return scores, boxes
+    times = frames.times_s
+    after = np.clip(np.searchsorted(times, grid, side="left"), 0, len(times) - 1)
+    before = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, len(times) - 1)
+    ok = frames.face_mask[after] & frames.face_mask[before]
+    scores[ok] = interpolate_rows(frames.blendshapes[face].astype(np.float64), times[face], grid[ok])
+    boxes[ok] = interpolate_rows(frames.boxes[face].astype(np.float64), times[face], grid[ok])
+    return scores, boxes
 
 
 @dataclass
@@ -93,7 +121,7 @@ class VisualCodesStage(Stage):
             return
         c = self.cfg
         self._extractor = FaceLandmarkExtractor(
-            c.task_path, fps=c.target_fps, max_side_px=c.max_detection_side_px,
+            c.task_path, fps=VIDEO_TRACK_FPS, max_side_px=c.max_detection_side_px,
             min_detection_confidence=c.min_detection_confidence, min_presence_confidence=c.min_presence_confidence,
             min_tracking_confidence=c.min_tracking_confidence)
         self._model = load_face_model(c.basis_path)
@@ -123,28 +151,27 @@ class VisualCodesStage(Stage):
         if self._multi_extractor is None:
             c = self.cfg
             self._multi_extractor = FaceLandmarkExtractor(
-                c.task_path, fps=c.target_fps, max_side_px=c.max_detection_side_px,
+                c.task_path, fps=VIDEO_TRACK_FPS, max_side_px=c.max_detection_side_px,
                 min_detection_confidence=c.min_detection_confidence,
                 min_presence_confidence=c.min_presence_confidence,
                 min_tracking_confidence=c.min_tracking_confidence, num_faces=c.max_faces)
         return self._multi_extractor, target
 
     def extract_segment(self, item: FileItem, seg: Segment) -> LandmarkTrack:
-        """Landmarks of one segment at ``target_fps`` (path, or a stream for URIs), on the speaker's face."""
+        """Landmarks of one segment's source frames at their own times (path, or a stream for URIs)."""
         extractor, target = self.pick_extractor(item, seg)
         src = av_source(item.source_path)
         if src is not None:
-            return extractor.extract(src, seg.start_s, seg.end_s, target=target)
+            return extractor.extract_frames(src, seg.start_s, seg.end_s, target=target)
         with open_binary(item.source_path) as fh:
-            return extractor.extract(fh, seg.start_s, seg.end_s, target=target)
+            return extractor.extract_frames(fh, seg.start_s, seg.end_s, target=target)
 
     def code_segment(self, track: LandmarkTrack, seg: Segment) -> tuple[np.ndarray, TrackFit]:
-        """Fit a track and resample it onto the segment's mel grid: (n_frames, 61) float32."""
+        """Fit a track and interpolate it from its frame times onto the segment's mel grid: (n_frames, 61) float32."""
         assert self._fitter is not None
         fit = fit_track(self._fitter, track, identity=self.cfg.identity_offset)
         n_frames = count_mel_frames(seg.end_sample - seg.start_sample)
-        start = float(track.times_s[0]) if track.n_frames else seg.start_s
-        visual = resample_to_mel(fit.codes, start, track.fps, seg.start_s, n_frames)
+        visual = resample_at_times(fit.codes, track.times_s, mel_frame_times(seg.start_s, n_frames))
         return visual, fit
 
     def process_item(self, item: FileItem) -> None:
@@ -169,13 +196,15 @@ class VisualCodesStage(Stage):
                                           detail="median reprojection RMSE / inter-ocular distance"))
                 continue
             seg.visual = visual
-            seg.mp_blendshapes = track.blendshapes.astype(np.float32)
-            seg.face_boxes = measure_face_boxes(track)
+            seg.video_frames = VideoFrames(times_s=track.times_s, codes=fit.codes.astype(np.float32),
+                                           blendshapes=track.blendshapes, boxes=measure_face_boxes(track),
+                                           face_mask=track.face_mask)
+            seg.mp_blendshapes, seg.face_boxes = to_video_grid(seg.video_frames, seg.start_s, seg.end_s)
             seg.face_area_frac = fit.face_area_frac
             seg.fit_rmse = fit.rmse_iod_median
             seg.extra["visual"] = {
                 "n_video_frames": track.n_frames, "faceless_frac": round(faceless, 4),
-                "video_fps": track.fps, "source_size_px": [track.width_px, track.height_px],
+                "video_fps": round(track.fps, 4), "source_size_px": [track.width_px, track.height_px],
             }
             keep.append(seg)
         item.drop_segments(keep, rejects)

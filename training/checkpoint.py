@@ -161,3 +161,48 @@ def load_checkpoint(ckpt_dir: str | Path, model: nn.Module, ema: EMA | None = No
     if restore_rng:
         restore_rng_state(state["rng"])
     return state
+
+
+def save_module_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module], ema: EMA,
+                           optims: dict[str, Any], state: dict[str, Any], keep_last: int) -> Path:
+    """Write ``RUN_DIR/checkpoints/step_<08d>`` atomically for trainers of several modules; prune to ``keep_last``.
+
+    ``modules`` name the weight files (``{"model": m, "disc": d}`` -> ``model.safetensors``,
+    ``disc.safetensors``); the EMA goes to ``ema.safetensors``; ``optims`` (optimizers and
+    schedulers) and the EMA bookkeeping to ``optimizer.pt``; ``state`` (config, kind, extra facts)
+    to ``state.json`` with the step and the RNG states.
+    """
+    root = Path(run_dir) / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    meta = {"step": str(step), "kind": str(state.get("kind", ""))}
+    for name, module in modules.items():
+        save_model(unwrap_model(module), str(tmp / f"{name}.safetensors"), metadata=meta)
+    save_model(ema.module, str(tmp / "ema.safetensors"), metadata=meta)
+    torch.save({k: v.state_dict() for k, v in optims.items()} | {"ema": ema.state_dict()}, tmp / "optimizer.pt")
+    full = {"step": int(step), "rng": capture_rng_state(), **to_jsonable(state)}
+    (tmp / STATE_FILE).write_text(json.dumps(full), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_module_checkpoint(ckpt: str | Path, modules: dict[str, nn.Module], ema: EMA, optims: dict[str, Any]
+                           ) -> dict[str, Any]:
+    """Inverse of :func:`save_module_checkpoint` (weights to the device they live on); returns state.json."""
+    ckpt = Path(ckpt)
+    device = str(next(unwrap_model(next(iter(modules.values()))).parameters()).device)
+    for name, module in modules.items():
+        load_model(unwrap_model(module), str(ckpt / f"{name}.safetensors"), strict=True, device=device)
+    load_model(ema.module, str(ckpt / "ema.safetensors"), strict=True, device=device)
+    blob = torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=False)
+    for k, v in optims.items():
+        v.load_state_dict(blob[k])
+    ema.load_state_dict(blob.get("ema") or {})
+    return read_state(ckpt)

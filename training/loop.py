@@ -98,6 +98,19 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # rows this invocation logged (rank 0)
 
 
+def nothing_to_do(run_dir: str | Path, max_steps: int) -> TrainResult | None:
+    """The result to return when RUN_DIR's newest checkpoint is already at ``max_steps`` (else None)."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return None
+    step = int(read_state(ckpt)["step"])
+    if step < max_steps:
+        return None
+    return TrainResult("nothing_to_do", step, step, str(ckpt),
+                       message=f"nothing to do: {ckpt} is at step {step} and optim.max_steps is {max_steps} "
+                               f"(raise --max-steps to continue)")
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -277,14 +290,11 @@ def train(cfg: TrainConfig, shards_dir: str | Path, run_dir: str | Path, ctx: Di
     run_dir = Path(run_dir)
     is_main = ctx.rank == 0
     device = ctx.device or resolve_device(cfg.device)
-    ckpt = latest_checkpoint(run_dir)
     max_steps = cfg.optim.max_steps
-    if ckpt is not None:
-        saved_step = int(read_state(ckpt)["step"])
-        if saved_step >= max_steps:
-            msg = (f"nothing to do: {ckpt} is at step {saved_step} and optim.max_steps is {max_steps} "
-                   f"(raise --max-steps to continue)")
-            return TrainResult("nothing_to_do", saved_step, saved_step, str(ckpt), message=msg)
+    done = nothing_to_do(run_dir, max_steps)
+    if done is not None:
+        return done
+    ckpt = latest_checkpoint(run_dir)
     assets = assets or prepare_run(cfg, shards_dir, run_dir, write=is_main)
 
     seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)

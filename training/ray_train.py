@@ -25,7 +25,7 @@ from typing import Any
 
 from model.checkpoint import latest_checkpoint, read_state
 from training.config import TrainConfig, train_config_from_dict
-from training.loop import METRICS_FILE, DistContext, TrainResult, prepare_run, train
+from training.loop import METRICS_FILE, DistContext, TrainResult, nothing_to_do, prepare_run, train
 
 log = logging.getLogger("omnitalker.train")
 
@@ -68,6 +68,20 @@ def fit_on_ray_train(worker: Callable[[dict[str, Any]], None], loop_config: dict
                                f"last checkpoint {latest}")
 
 
+def run_worker_loop(config: dict[str, Any], cfg_type: type, train_fn: Callable[..., TrainResult]) -> None:
+    """A ``train_loop_per_worker`` body: rebuild the config, train this rank, log rank 0's summary.
+
+    Trainers bind ``cfg_type`` and ``train_fn`` with ``functools.partial`` (picklable for Ray).
+    """
+    from core.overlay import overlay_config
+
+    cfg = overlay_config(cfg_type(), config["cfg"])
+    dist = make_dist_context()
+    result = train_fn(cfg, config["shards"], config["run_dir"], dist)
+    if dist.rank == 0:
+        log.info("%s", result.message)
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker``: one Ray Train worker of the run described by ``config``."""
     cfg = train_config_from_dict(config["cfg"])
@@ -89,12 +103,10 @@ def run_ray_training(cfg: TrainConfig, shards_dir: str, run_dir: str, num_worker
                      ) -> TrainResult:
     """Prepare RUN_DIR on the driver, run ``num_workers`` TorchTrainer workers, summarize from RUN_DIR."""
     run_path = Path(run_dir).resolve()
+    done = nothing_to_do(run_path, cfg.optim.max_steps)
+    if done is not None:
+        return done
     ckpt = latest_checkpoint(run_path)
-    if ckpt is not None and int(read_state(ckpt)["step"]) >= cfg.optim.max_steps:
-        step = int(read_state(ckpt)["step"])
-        return TrainResult("nothing_to_do", step, step, str(ckpt),
-                           message=f"nothing to do: {ckpt} is at step {step} and optim.max_steps is "
-                                   f"{cfg.optim.max_steps} (raise --max-steps to continue)")
     start_step = int(read_state(ckpt)["step"]) if ckpt is not None else 0
     prepare_run(cfg, shards_dir, run_path, write=True)  # vocab.txt + stats.json before any worker starts
     return fit_on_ray_train(train_worker, {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},

@@ -41,11 +41,10 @@ from model.renderer.warpgan.keypoints import codes_to_crop
 from shards.codes import CODE_DIM
 from shards.reader import ShardError, list_shard_parts, read_row_group
 from shards.schema import SHARD_SCHEMA
-from shards.spec import mel_frame_times
+from shards.spec import VIDEO_TRACK_FPS, mel_frame_times
 from training.data import frames_of, open_shard
 
 log = logging.getLogger("omnitalker.renderer")
-BOX_FPS = 30.0  # Hz of face_boxes (the frames of mp_blendshapes)
 INDEX_COLUMNS = ("clip_id", "source_path", "start_s", "end_s", "n_frames")
 CLIP_COLUMNS = ("clip_id", "visual", "face_boxes")
 
@@ -138,7 +137,7 @@ def compute_clip_crop(boxes: np.ndarray, crop_scale: float, shift_up: float) -> 
 def codes_at_frames(codes: np.ndarray, start_s: float, frame_idx: np.ndarray) -> np.ndarray:
     """Codes (n, 61) on the 93.75 Hz grid interpolated at 30 fps frames ``frame_idx`` (times start_s + i/30)."""
     src_t = mel_frame_times(start_s, len(codes))
-    return interpolate_rows(codes.astype(np.float64), src_t, start_s + frame_idx / BOX_FPS).astype(np.float32)
+    return interpolate_rows(codes.astype(np.float64), src_t, start_s + frame_idx / VIDEO_TRACK_FPS).astype(np.float32)
 
 
 def decode_crops(clip: RendererClip, frame_idx: np.ndarray, crop_px: np.ndarray, size: int,
@@ -149,8 +148,8 @@ def decode_crops(clip: RendererClip, frame_idx: np.ndarray, crop_px: np.ndarray,
     crops: dict[int, np.ndarray] = {}
     wh = (0, 0)
     rgb_last: np.ndarray | None = None
-    end_s = clip.start_s + (last + 1) / BOX_FPS
-    for i, _, src_index, rgb, (w, h) in iterate_grid_frames(clip.source_path, clip.start_s, end_s, BOX_FPS,
+    end_s = clip.start_s + (last + 1) / VIDEO_TRACK_FPS
+    for i, _, src_index, rgb, (w, h) in iterate_grid_frames(clip.source_path, clip.start_s, end_s, VIDEO_TRACK_FPS,
                                                              max_side_px):
         if rgb is not None:
             rgb_last = rgb
@@ -183,7 +182,7 @@ class RendererPairDataset(IterableDataset):
                     ) -> list[dict[str, Any]]:
         """The pairs of one visit of ``clip`` (empty when it has too few usable frames)."""
         codes, boxes = load_clip_tracks(clip, cache)
-        n_box = min(len(boxes), int(np.floor((clip.end_s - clip.start_s) * BOX_FPS)) + 1)
+        n_box = min(len(boxes), int(np.floor((clip.end_s - clip.start_s) * VIDEO_TRACK_FPS)) + 1)
         valid = np.flatnonzero(np.isfinite(boxes[:n_box]).all(axis=1))
         if len(valid) < self.cfg.min_face_frames:
             log.warning("clip %s: %d frames with a face box, skipped", clip.clip_id, len(valid))

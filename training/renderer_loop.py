@@ -24,24 +24,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
-from torch import nn
 
-from core.overlay import load_layered_config, overlay_config
+from core.overlay import load_layered_config
 from model.checkpoint import (
-    CKPT_DIR,
-    STATE_FILE,
-    checkpoint_name,
     latest_checkpoint,
-    list_checkpoints,
     read_state,
 )
 from model.renderer.warpgan.keypoints import FaceKeypoints
@@ -56,10 +48,18 @@ from model.renderer.warpgan.losses import (
     ms_ssim_loss,
 )
 from model.renderer.warpgan.model import WarpGanConfig, WarpGanRenderer, count_parameters
-from training.checkpoint import capture_rng_state, restore_rng_state, to_jsonable
+from training.checkpoint import load_module_checkpoint, restore_rng_state, save_module_checkpoint
 from training.config import LoggingConfig, OptimConfig
-from training.ema import EMA, unwrap_model
-from training.loop import DistContext, Reporter, TrainResult, build_optimizer, resolve_device, seed_everything
+from training.ema import EMA
+from training.loop import (
+    DistContext,
+    Reporter,
+    TrainResult,
+    build_optimizer,
+    nothing_to_do,
+    resolve_device,
+    seed_everything,
+)
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
 
 log = logging.getLogger("omnitalker.renderer")
@@ -92,57 +92,7 @@ def load_renderer_config(path: str | Path | None = None, overrides: list[str] | 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_renderer_checkpoint(run_dir: Path, step: int, gen: nn.Module, ema: EMA, disc: nn.Module,
-                             optims: dict[str, Any], cfg: RendererTrainConfig) -> Path:
-    """Write ``RUN_DIR/checkpoints/step_<08d>`` atomically; keep the newest ``logging.keep_last``."""
-    root = run_dir / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    meta = {"step": str(step), "kind": "warpgan"}
-    save_model(unwrap_model(gen), str(tmp / "model.safetensors"), metadata=meta)
-    save_model(ema.module, str(tmp / "ema.safetensors"), metadata=meta)
-    save_model(unwrap_model(disc), str(tmp / "disc.safetensors"), metadata=meta)
-    torch.save({k: v.state_dict() for k, v in optims.items()} | {"ema": ema.state_dict()}, tmp / "optimizer.pt")
-    state = {"step": int(step), "kind": "warpgan", "rng": capture_rng_state(), "config": to_jsonable(cfg.to_dict())}
-    (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in list_checkpoints(run_dir)[:-cfg.logging.keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_renderer_checkpoint(ckpt: Path, gen: nn.Module, ema: EMA, disc: nn.Module, optims: dict[str, Any]
-                             ) -> dict[str, Any]:
-    """Weights, optimizers, schedulers and EMA bookkeeping from ``ckpt``; returns its state.json."""
-    device = str(next(unwrap_model(gen).parameters()).device)
-    load_model(unwrap_model(gen), str(ckpt / "model.safetensors"), strict=True, device=device)
-    load_model(ema.module, str(ckpt / "ema.safetensors"), strict=True, device=device)
-    load_model(unwrap_model(disc), str(ckpt / "disc.safetensors"), strict=True, device=device)
-    blob = torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=False)
-    for k, v in optims.items():
-        v.load_state_dict(blob[k])
-    ema.load_state_dict(blob.get("ema") or {})
-    return read_state(ckpt)
-
-
 # --------------------------------------------------------------------------- the loop
-
-
-def nothing_to_do(run_dir: Path, max_steps: int) -> TrainResult | None:
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        return None
-    step = int(read_state(ckpt)["step"])
-    if step < max_steps:
-        return None
-    return TrainResult("nothing_to_do", step, step, str(ckpt),
-                       message=f"nothing to do: {ckpt} is at step {step} and optim.max_steps is {max_steps} "
-                               f"(raise --max-steps to continue)")
 
 
 def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: str | Path,
@@ -177,7 +127,7 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
     step = 0
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
-        state = load_renderer_checkpoint(ckpt, gen, ema, disc, optims)
+        state = load_module_checkpoint(ckpt, {"model": gen, "disc": disc}, ema, optims)
         step = int(state["step"])
         restore_rng_state(state["rng"])
         log.info("resuming from %s (step %d)", ckpt, step)
@@ -244,7 +194,9 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
                 reporter.write(row)
                 acc, acc_steps, acc_images, t_log = {}, 0, 0, now
             if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
-                last_ckpt = save_renderer_checkpoint(run_dir, step, gen, ema, disc, optims, cfg)
+                last_ckpt = save_module_checkpoint(run_dir, step, {"model": gen, "disc": disc}, ema, optims,
+                                                   {"kind": "warpgan", "config": cfg.to_dict()},
+                                                   cfg.logging.keep_last)
     finally:
         reporter.close()
     return TrainResult("trained", step, start_step, str(last_ckpt) if last_ckpt else None, last_loss,
@@ -256,13 +208,9 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
 
 def renderer_train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker``: one Ray Train worker of the renderer run described by ``config``."""
-    from training.ray_train import make_dist_context
+    from training.ray_train import run_worker_loop
 
-    cfg = overlay_config(RendererTrainConfig(), config["cfg"])
-    dist = make_dist_context()
-    result = train_renderer(cfg, config["shards"], config["run_dir"], dist)
-    if dist.rank == 0:
-        log.info("%s", result.message)
+    run_worker_loop(config, RendererTrainConfig, train_renderer)
 
 
 def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir: str, num_workers: int,

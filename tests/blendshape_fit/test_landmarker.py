@@ -1,4 +1,4 @@
-"""Landmarker: model-file checks, constant-rate resampling of VFR video, seeking, streams, faceless frames."""
+"""Landmarker: model-file checks, source-frame times and constant-rate grids (VFR), seeking, streams, faceless frames."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from blendshape_fit.landmarker import (
     TaskFileError,
     count_grid_frames,
     iterate_grid_frames,
+    iterate_source_frames,
     locate_task_file,
     resolve_task_file,
     scale_to_max_side,
@@ -124,3 +125,27 @@ def test_times_past_the_end_of_the_video_are_faceless() -> None:
     assert track.face_mask[:15].all()  # 2.5 .. 3.0 s: frames exist
     assert not track.face_mask[17:].any()  # after the last frame's duration
     assert track.faceless_frac > 0.6
+
+
+def test_source_frames_keep_their_own_times() -> None:
+    """extract_frames' iterator: every frame on screen in the range, at its pts, one frame beyond each end."""
+    path = MEDIA / "videoretalking_face1.mp4"  # VFR
+    pts = source_frame_times(path)
+    start, end = 1.01, 2.5
+    rows = list(iterate_source_frames(path, start, end, max_side_px=64))
+    times = np.array([t for t, _rgb, _wh in rows])
+    first = int(np.searchsorted(pts, start + 1e-9, side="right")) - 1  # the frame on screen at start
+    last = int(np.searchsorted(pts, end - 1e-9, side="left"))  # the first frame at or after end
+    np.testing.assert_allclose(times, pts[first:last + 1], atol=1e-9)
+    assert times[0] <= start and times[-1] >= end
+    assert all(rgb.shape[1] <= 64 for _t, rgb, _wh in rows)
+
+
+def test_extract_frames_stamps_landmarks_with_frame_times() -> None:
+    path = MEDIA / "videoretalking_face1.mp4"
+    track = shared_extractor().extract_frames(path, 0.5, 1.5)
+    pts = source_frame_times(path)
+    inside = pts[(pts > 0.5) & (pts < 1.5)]
+    assert set(np.round(inside, 6)) <= set(np.round(track.times_s, 6))
+    assert np.all(np.diff(track.times_s) > 0) and track.face_mask.all()
+    assert track.fps == pytest.approx((track.n_frames - 1) / (track.times_s[-1] - track.times_s[0]))

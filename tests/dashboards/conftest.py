@@ -57,6 +57,8 @@ def make_clip(i: int, language: str, source: str, start_s: float, seconds: float
         "mp_blendshapes": rng.uniform(size=(n_mp, 52)).astype(np.float32).tolist() if visual else None,
         "track_id": 0, "asd_score": 0.5 + 0.05 * i, "asd_lag_s": 0.0, "asd_scorer": "classical",
         "face_area_frac": 0.1, "fit_rmse": 0.01 * (i + 1) if visual else None,
+        "sync_conf": 0.15 + 0.03 * i, "sync_dist": 0.5, "av_offset_s": 0.02 * (i - 2), "av_shift_applied_s": 0.0,
+        "sync_model": "sync_v1@test",
         "provenance": json.dumps({"visual": {"source_size_px": [640, 480]}}),
     }
 
