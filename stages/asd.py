@@ -32,6 +32,7 @@ Times are source seconds; ``item.vad_probs`` are silero probabilities per
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from stages.asd_scorer import (
     sample_vad,
     slice_track,
 )
+from stages.asd_sync import SyncScorer
 from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FaceTrack, FileItem, Reject, Segment
 
@@ -67,6 +69,9 @@ class AsdConfig:
     min_track_coverage: float = 0.5  # fraction of the segment's face frames a track must detect
     speech_threshold: float = 0.5  # silero probability counted as speech
     context_s: float = 0.5  # seconds of audio passed to the scorer either side of the segment
+    sync_choice: bool = True  # several candidate faces: the lip-sync model (stages/asd_sync.py) picks the speaker
+    sync_model_path: str | None = None  # lip-sync weights for sync_choice; None = the shipped default
+    min_sync_margin: float = 0.03  # lip-sync confidence margin, best vs second face, needed by sync_choice
 
 
 @dataclass
@@ -191,6 +196,7 @@ class AsdStage(Stage):
     uses_actor: bool = True
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
     _scorer: ActiveSpeakerScorer | None = field(default=None, repr=False)
+    _sync: SyncScorer | None = field(default=None, repr=False)  # created on the first segment with several faces
 
     def setup(self) -> None:
         if self._scorer is None:
@@ -229,13 +235,23 @@ class AsdStage(Stage):
             idx = slice_track(tr, seg.start_s, seg.end_s)
             speech = sample_vad(probs, a0, tr.times_s[idx]) >= self.cfg.speech_threshold
             cands.append((tr, res, measure_track_motion(tr, seg.start_s, seg.end_s, speech, fps)))
-        best, reason, value, threshold, detail = decide(cands, self.cfg, self.min_score)
-        tr, res, _ = cands[best]
-        seg.track_id, seg.asd_score, seg.asd_lag_s, seg.asd_scorer = tr.track_id, res.score, res.lag_s, self._scorer.name
         seg.extra["asd_candidates"] = [
             {"track_id": t.track_id, "score": round(r.score, 4), "lag_s": round(r.lag_s, 3),
              "mouth_motion": round(m.mouth_motion, 4), "head_motion": round(m.head_motion, 4),
              **{k: round(float(v), 4) for k, v in r.detail.items()}} for t, r, m in cands]
+        scorer_name, min_score, cfg = self._scorer.name, self.min_score, self.cfg
+        if len(cands) > 1 and self.cfg.sync_choice:
+            if self._sync is None:
+                self._sync = SyncScorer(self.cfg.sync_model_path, self.cfg.max_lag_s)
+            cands = [(t, self._sync.score(t, audio, a0, probs, seg.start_s, seg.end_s, item.source_path), m)
+                     for t, _, m in cands]
+            for row, (_, r, _) in zip(seg.extra["asd_candidates"], cands, strict=True):
+                row["sync_score"] = round(r.score, 4)
+            scorer_name, min_score = self._sync.name, -0.5  # a face MediaPipe could not follow scores -1
+            cfg = dataclasses.replace(self.cfg, min_margin=self.cfg.min_sync_margin)
+        best, reason, value, threshold, detail = decide(cands, cfg, min_score)
+        tr, res, _ = cands[best]
+        seg.track_id, seg.asd_score, seg.asd_lag_s, seg.asd_scorer = tr.track_id, res.score, res.lag_s, scorer_name
         if reason is None:
             return None
         return seg.reject(self.name, reason, value, threshold, detail)

@@ -154,9 +154,10 @@ def measure_syncnet(model: SyncNet, item: FileItem, seg: Segment) -> dict[str, f
 
     from blendshape_fit.landmarker import iterate_grid_frames
     from stages.asd_learned import compute_mfcc
+    from stages.audio import resample_to
 
     frames = seg.video_frames
-    assert frames is not None and item.audio_16k is not None
+    assert frames is not None and item.audio_24k is not None
     shift = seg.av_shift_applied_s or 0.0
     t0, t1 = seg.start_s - shift, seg.end_s - shift
     face = np.flatnonzero(frames.face_mask)
@@ -172,7 +173,8 @@ def measure_syncnet(model: SyncNet, item: FileItem, seg: Segment) -> dict[str, f
                         [0, CROP_PX / side, CROP_PX / 2 - cy * CROP_PX / side]])
         crop = cv2.warpAffine(rgb, m, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         crops.append(crop[:, :, ::-1].copy())  # BGR, as the authors read frames with OpenCV
-    a16 = item.audio_16k[int(round(seg.start_s * MODEL_SR)):int(round(seg.end_s * MODEL_SR))]
+    # The 16 kHz copy is released after asd: resample the clip's own 24 kHz audio, as SyncNet wants 16 kHz.
+    a16 = resample_to(item.audio_24k[seg.start_sample:seg.end_sample], AUDIO_SR, MODEL_SR)
     s = score_syncnet(model, torch.from_numpy(np.stack(crops)), torch.from_numpy(compute_mfcc(a16)))
     return {"sync_c": round(s.conf, 4), "sync_d": round(s.min_dist, 4), "offset_frames": s.offset_frames,
             "av_offset_s": round(s.av_offset_s, 4)}

@@ -243,7 +243,7 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
                 now = time.perf_counter()
                 row = {"step": step, "loss": acc_loss / max(acc_steps, 1), "acc": acc_acc / max(acc_steps, 1),
                        "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
-                       "windows_per_s": acc_steps * cfg.data.batch_size / max(now - t_log, 1e-9),
+                       "windows_per_s": acc_steps * cfg.data.batch_size / max(now - t_log, 1e-9), "world_size": ctx.world_size,
                        "elapsed_s": now - t_start, **row}
                 last_loss = row["loss"]
                 reporter.write(row)

@@ -114,3 +114,21 @@ def test_batches_hold_true_pairs_and_far_enough_negatives():
     fast = sample_batch([clip], 20, SyncDataConfig(batch_size=8, speed_range=0.2), np.random.default_rng(1))
     spans = fast["lips"][:, -1, 0] - fast["lips"][:, 0, 0]  # a ramp: the window's span in source frames
     assert spans.min() < 19 - 1 and spans.max() > 19 + 1 and torch.allclose(fast["audio"][:, 0, :, 0], fast["lips"][:, :, 0])
+
+
+@pytest.mark.slow
+def test_ray_train_two_cpu_workers(sync_shards, tmp_path):
+    """DDP through Ray Train (2 CPU workers): both ranks step, rank 0 writes the checkpoint and the model."""
+    ray = pytest.importorskip("ray")
+    run = tmp_path / "run"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["--shards", str(sync_shards), "--config", "configs/sync.yaml", "--out", str(run),
+                     "--max-steps", "4", "--num-workers", "2", "--set", "model.channels=16",
+                     "--set", "data.batch_size=8", "--set", "data.holdout=[]", "--set", "logging.log_every_steps=2",
+                     "--set", "logging.ckpt_every_steps=4"]) == 0
+    finally:
+        ray.shutdown()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(r["world_size"] == 2 for r in rows)
+    assert (run / "checkpoints" / "step_00000004" / "ema.safetensors").is_file() and (run / "sync.safetensors").is_file()
