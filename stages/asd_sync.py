@@ -28,7 +28,9 @@ from model.sync.model import SyncModel
 from model.sync.scoring import score_clip
 from shards.spec import AUDIO_SR, count_mel_frames, mel_frame_times
 from stages.asd_scorer import AsdResult
+from stages.audio import resample_to
 from stages.item import MODEL_SR, FaceTrack
+from stages.mel import LogMel
 
 MAX_FACES = 4  # faces MediaPipe looks for while following one track among others
 MIN_TRACK_IOU = 0.3  # a frame's face must overlap the track's box this much (IoU)
@@ -44,6 +46,7 @@ class SyncScorer:
     _model: SyncModel | None = field(default=None, init=False, repr=False)
     _extractor: FaceLandmarkExtractor | None = field(default=None, init=False, repr=False)
     _fitter: BlendshapeFitter | None = field(default=None, init=False, repr=False)
+    _mel: LogMel | None = field(default=None, init=False, repr=False)
 
     def setup(self) -> None:
         if self._model is None:
@@ -51,6 +54,7 @@ class SyncScorer:
             self.name = f"sync:{model_id}"
             self._extractor = FaceLandmarkExtractor(num_faces=MAX_FACES)
             self._fitter = BlendshapeFitter(load_face_model())
+            self._mel = LogMel()
 
     def codes_for(self, track: FaceTrack, source_path: str, start_s: float, end_s: float) -> np.ndarray | None:
         """``(n_mel, 61)`` codes of ``track``'s face over ``[start_s, end_s)``, or None when it is not found."""
@@ -65,17 +69,14 @@ class SyncScorer:
 
     def score(self, track: FaceTrack, audio_16k: np.ndarray, audio_start_s: float, vad_probs: np.ndarray,
               start_s: float, end_s: float, source_path: str | None = None) -> AsdResult:
-        from stages.audio import resample_to
-        from stages.mel import LogMel
-
         self.setup()
-        assert self._model is not None and source_path is not None
+        assert self._model is not None and self._mel is not None and source_path is not None
         codes = self.codes_for(track, source_path, start_s, end_s)
         if codes is None:
             return AsdResult(score=-1.0, lag_s=0.0, detail={"sync_face_found": 0.0})
         a = int(round((start_s - audio_start_s) * MODEL_SR))
         audio = resample_to(audio_16k[max(a, 0):a + int(round((end_s - start_s) * MODEL_SR))], MODEL_SR, AUDIO_SR)
-        mel = LogMel()(audio)
+        mel = self._mel(audio)
         n = min(len(mel), len(codes))
         try:
             s = score_clip(self._model, mel[:n], codes[:n], near_lag_s=self.near_lag_s)

@@ -38,7 +38,8 @@ import torch
 from blendshape_fit.resample import interpolate_rows, resample_at_times
 from model.sync.io import load_sync_model
 from model.sync.model import SyncModel
-from model.sync.scoring import SyncScore, score_clip
+from model.sync.scoring import MIN_PAIRS, SyncScore, score_clip
+from model.sync.scoring import STRIDE as SCORE_STRIDE
 from model.sync.syncnet import CROP_PX, SyncNet, load_syncnet, score_syncnet
 from model.sync.syncnet import VIDEO_FPS as SYNCNET_FPS
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, mel_frame_times
@@ -90,6 +91,12 @@ class SyncStage(Stage):
             if self.cfg.syncnet_path:
                 self._syncnet = load_syncnet(self.cfg.syncnet_path)
 
+    @property
+    def min_duration_s(self) -> float:
+        """Seconds a clip needs for the lip-sync model to score it (a window and a few strides)."""
+        assert self._model is not None
+        return (self._model.cfg.window_frames + MIN_PAIRS * SCORE_STRIDE) / FRAME_RATE_HZ
+
     def score(self, seg: Segment) -> SyncScore:
         assert self._model is not None and seg.mel is not None and seg.visual is not None
         return score_clip(self._model, seg.mel, seg.visual, self.cfg.max_lag_s, self.cfg.max_correct_s)
@@ -127,8 +134,9 @@ class SyncStage(Stage):
         for seg in item.segments:
             try:
                 s = self.score(seg)
-            except ValueError as e:  # shorter than two windows: nothing to measure
-                rejects.append(seg.reject(self.name, "too_short_for_sync", seg.duration_s, None, detail=str(e)))
+            except ValueError as e:  # shorter than the model's windows: nothing to measure
+                rejects.append(seg.reject(self.name, "too_short_for_sync", seg.duration_s, self.min_duration_s,
+                                          detail=f"seconds; {e}"))
                 continue
             seg.extra["sync"] = {k: round(v, 4) for k, v in s.to_dict().items()}
             failed = self.decide(seg, s)
@@ -136,7 +144,10 @@ class SyncStage(Stage):
             if failed is None and self._syncnet is not None and seg.video_frames is not None:
                 seg.extra["syncnet"] = measure_syncnet(self._syncnet, item, seg)
             seg.video_frames = None  # done with the per-frame face: nothing downstream needs it
-            (rejects.append(failed) if failed is not None else keep.append(seg))
+            if failed is None:
+                keep.append(seg)
+            else:
+                rejects.append(failed)
         item.drop_segments(keep, rejects)
 
 

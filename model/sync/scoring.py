@@ -26,6 +26,7 @@ from model.sync.model import SyncModel, lip_features
 from shards.spec import FRAME_RATE_HZ
 
 MIN_PAIRS = 4  # lip windows a lag needs to count
+STRIDE = 2  # frames between lip windows
 
 
 @dataclass
@@ -52,7 +53,7 @@ def unfold_windows(x: torch.Tensor, window: int, stride: int = 1) -> torch.Tenso
 
 
 @torch.no_grad()
-def embed_clip(model: SyncModel, mel: np.ndarray, codes: np.ndarray, stride: int = 2, chunk: int = 512
+def embed_clip(model: SyncModel, mel: np.ndarray, codes: np.ndarray, stride: int = STRIDE, chunk: int = 512
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lip embeddings (P, E) every stride frames, audio embeddings (Q, E) every frame)``."""
     w = model.cfg.window_frames
@@ -94,7 +95,7 @@ def read_curve(lags: np.ndarray, dists: np.ndarray, near_lag: int) -> SyncScore:
 
 
 def score_clip(model: SyncModel, mel: np.ndarray, codes: np.ndarray, max_lag_s: float = 0.6,
-               near_lag_s: float = 0.2, stride: int = 2) -> SyncScore:
+               near_lag_s: float = 0.2, stride: int = STRIDE) -> SyncScore:
     """Score a clip's ``mel (N, 100)`` against its ``codes (N, 61)`` (same 93.75 Hz grid).
 
     Raises ``ValueError`` when the clip is shorter than two windows.

@@ -247,3 +247,18 @@ def test_the_lip_sync_model_picks_the_speaking_face_among_two(speaker_side, tmp_
         assert clip["asd_scorer"].startswith("sync:")
         cands = json.loads(clip["provenance"])["asd_candidates"]
         assert len(cands) == 2 and all("sync_score" in c for c in cands)
+
+
+def test_a_clip_shorter_than_the_windows_is_ledgered_with_its_threshold():
+    from stages.item import FileItem
+
+    item = FileItem(source_path="x.mp4")
+    item.probe.has_video = True
+    seg = Segment(start_sample=0, end_sample=20 * 256)
+    seg.mel, seg.visual = np.zeros((21, 100), np.float32), np.zeros((21, CODE_DIM), np.float32)
+    item.segments = [seg]
+    stage = SyncStage()
+    stage.process_item(item)
+    [rej] = item.rejects
+    assert (rej.stage, rej.reason) == ("sync", "too_short_for_sync")
+    assert rej.value == pytest.approx(seg.duration_s) and rej.threshold == pytest.approx((40 + 8) / FRAME_RATE_HZ)
