@@ -64,6 +64,9 @@ def random_whisper_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Calla
                                    n_vocab=51865 if multilingual else 51864, n_text_ctx=16, n_text_state=16,
                                    n_text_head=2, n_text_layer=2)
             model = whisper.model.Whisper(dims)
+            with torch.no_grad():  # some of whisper's parameters start as torch.empty (garbage, sometimes NaN)
+                for param in model.parameters():
+                    param.normal_(0.0, 0.02)
             torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, path)
         return path
 
