@@ -68,6 +68,23 @@ def fit_on_ray_train(worker: Callable[[dict[str, Any]], None], loop_config: dict
                                f"last checkpoint {latest}")
 
 
+def launch_on_ray(worker: Callable[[dict[str, Any]], None], cfg: Any, shards_dir: str, run_dir: str,
+                  num_workers: int, use_gpu: bool, name: str,
+                  prepare: Callable[[Path], None] | None = None) -> TrainResult:
+    """The driver side of every trainer on Ray Train: say when RUN_DIR is already done, run ``prepare(run_path)``
+    (driver-side checks or files every worker needs), then ``worker`` on ``num_workers`` workers."""
+    run_path = Path(run_dir).resolve()
+    done = nothing_to_do(run_path, cfg.optim.max_steps)
+    if done is not None:
+        return done
+    if prepare is not None:
+        prepare(run_path)
+    ckpt = latest_checkpoint(run_path)
+    start_step = int(read_state(ckpt)["step"]) if ckpt is not None else 0
+    return fit_on_ray_train(worker, {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
+                            run_path, num_workers, use_gpu, name, start_step)
+
+
 def run_worker_loop(config: dict[str, Any], cfg_type: type, train_fn: Callable[..., TrainResult]) -> None:
     """A ``train_loop_per_worker`` body: rebuild the config, train this rank, log rank 0's summary.
 
@@ -102,12 +119,7 @@ def read_last_loss(metrics: Path) -> float | None:
 def run_ray_training(cfg: TrainConfig, shards_dir: str, run_dir: str, num_workers: int, use_gpu: bool,
                      ) -> TrainResult:
     """Prepare RUN_DIR on the driver, run ``num_workers`` TorchTrainer workers, summarize from RUN_DIR."""
-    run_path = Path(run_dir).resolve()
-    done = nothing_to_do(run_path, cfg.optim.max_steps)
-    if done is not None:
-        return done
-    ckpt = latest_checkpoint(run_path)
-    start_step = int(read_state(ckpt)["step"]) if ckpt is not None else 0
-    prepare_run(cfg, shards_dir, run_path, write=True)  # vocab.txt + stats.json before any worker starts
-    return fit_on_ray_train(train_worker, {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
-                            run_path, num_workers, use_gpu, "train", start_step)
+    def prepare(run_path: Path) -> None:  # vocab.txt + stats.json before any worker starts
+        prepare_run(cfg, shards_dir, run_path, write=True)
+
+    return launch_on_ray(train_worker, cfg, shards_dir, run_dir, num_workers, use_gpu, "train", prepare)

@@ -34,7 +34,6 @@ import torch
 from core.overlay import load_layered_config
 from model.checkpoint import (
     latest_checkpoint,
-    read_state,
 )
 from model.renderer.warpgan.keypoints import FaceKeypoints
 from model.renderer.warpgan.losses import (
@@ -216,15 +215,10 @@ def renderer_train_worker(config: dict[str, Any]) -> None:
 def run_ray_renderer_training(cfg: RendererTrainConfig, shards_dir: str, run_dir: str, num_workers: int,
                               use_gpu: bool) -> TrainResult:
     """``num_workers`` TorchTrainer workers (RUN_DIR on storage every node sees); summary from RUN_DIR."""
-    from training.ray_train import fit_on_ray_train
+    from training.ray_train import launch_on_ray
 
-    run_path = Path(run_dir).resolve()
-    done = nothing_to_do(run_path, cfg.optim.max_steps)
-    if done is not None:
-        return done
-    build_renderer_index(shards_dir)  # fail on the driver (schema, empty set) before starting workers
-    before = latest_checkpoint(run_path)
-    start_step = int(read_state(before)["step"]) if before is not None else 0
-    return fit_on_ray_train(renderer_train_worker,
-                            {"cfg": cfg.to_dict(), "shards": str(shards_dir), "run_dir": str(run_path)},
-                            run_path, num_workers, use_gpu, "train-renderer", start_step)
+    def prepare(_run_path: Path) -> None:  # fail on the driver (schema, empty set) before starting workers
+        build_renderer_index(shards_dir)
+
+    return launch_on_ray(renderer_train_worker, cfg, shards_dir, run_dir, num_workers, use_gpu, "train-renderer",
+                         prepare)

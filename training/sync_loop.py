@@ -29,7 +29,6 @@ from torch import nn
 from core.overlay import load_layered_config
 from model.checkpoint import (
     latest_checkpoint,
-    read_state,
 )
 from model.sync.io import export_sync_weights
 from model.sync.model import SyncModel, SyncModelConfig, count_parameters
@@ -275,14 +274,6 @@ def sync_train_worker(config: dict[str, Any]) -> None:
 def run_ray_sync_training(cfg: SyncTrainConfig, shards_dir: str, run_dir: str, num_workers: int, use_gpu: bool
                           ) -> TrainResult:
     """``num_workers`` TorchTrainer workers (RUN_DIR on storage every node sees); summary from RUN_DIR."""
-    from training.ray_train import fit_on_ray_train
+    from training.ray_train import launch_on_ray
 
-    run_path = Path(run_dir).resolve()
-    done = nothing_to_do(run_path, cfg.optim.max_steps)
-    if done is not None:
-        return done
-    before = latest_checkpoint(run_path)
-    start_step = int(read_state(before)["step"]) if before is not None else 0
-    return fit_on_ray_train(sync_train_worker, {"cfg": cfg.to_dict(), "shards": str(shards_dir),
-                                                "run_dir": str(run_path)},
-                            run_path, num_workers, use_gpu, "train-sync", start_step)
+    return launch_on_ray(sync_train_worker, cfg, shards_dir, run_dir, num_workers, use_gpu, "train-sync")
