@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# pyannote-audio without torchcodec (CUDA-linked; only decodes files, we pass waveforms) and
 	# openai-whisper without triton (CUDA kernels only). docs/diarization.md explains.
 	$(PIP) install -q $(PIN) --no-deps pyannote-audio==4.0.7 openai-whisper==20250625
+	# resemblyzer only for its GE2E voice-encoder weights (pretrained.pt, loaded into stages/voice.py's
+	# own module): its requirements webrtcvad (an sdist that needs pkg_resources) and typing are not used.
+	$(PIP) install -q $(PIN) --no-deps resemblyzer==0.1.4
 	$(PY) -c "import torch, ray, av, pyarrow, mediapipe; assert not torch.version.cuda, 'CUDA torch installed'"
 	$(PY) -c "import importlib.util as u; assert not [m for m in ('torchcodec', 'triton') if u.find_spec(m)], 'torchcodec/triton installed'"
 	$(PY) -c "from stages.diarize import import_pyannote; import_pyannote(); import whisper, faster_whisper"

@@ -11,27 +11,35 @@ clip cuts and other clip ids on another run). The stage fills, per segment:
   whisper's;
 * ``seg.text_model``: ``text_norm.normalize_for_model`` of it (characters,
   or tone pinyin for Chinese);
-* ``seg.language`` / ``seg.language_prob``: whisper's detection (the
-  probability is None for an English-only model or a forced language);
+* ``seg.language`` / ``seg.language_prob``: whisper's language identification
+  of the piece of audio the segment was transcribed in (the offline default:
+  whisper base, multilingual; the probability is None only for an English-only
+  configured model or a forced ``asr.language``). English pieces are then
+  transcribed by tiny.en (``asr.english_model``), the others by base in their
+  own language, with ``asr.initial_prompts`` (simplified Chinese for ``zh``);
 * ``seg.words``: ``[{"word", "start_s", "end_s", "prob"}]`` in SOURCE seconds,
   always from whisper (also when the text comes from a sidecar);
 * ``seg.extra["asr"]``: ``avg_logprob``, ``no_speech_prob``,
-  ``compression_ratio``, ``asr_text`` (whisper's text), ``text_source``
-  ("sidecar" | "asr") and ``sidecar_wer`` (WER of whisper against the
-  sidecar, CER for Chinese; None without a sidecar).
+  ``compression_ratio``, ``asr_text`` (whisper's text), ``asr_model`` (the
+  model that wrote it), ``language_top`` (the three most likely languages with
+  their probabilities), ``text_source`` ("sidecar" | "asr") and
+  ``sidecar_wer`` (WER of whisper against the sidecar, CER for Chinese; None
+  without a sidecar).
 
 Segments where whisper finds no words, or whose no-speech probability is
 above ``max_no_speech_prob`` (whisper's "you" on silence), are rejected as
 ``no_text``. Language filtering (``segment.allowed_languages``,
 ``segment.min_language_prob``) is left to the fine segmentation stage; this stage
-only records language and probability.
+only records language and probability. Model choice and measurements: docs/asr.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +50,14 @@ from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FileItem, Reject, Segment
 from stages.text_norm import compute_wer, join_word_texts, normalize_for_model
 from stages.transcripts import align_text_to_segments, assign_cues_to_segments, load_sidecar
-from stages.whisper_backends import AsrResult, AsrWord, BackendOptions, WhisperBackend, load_backend
+from stages.whisper_backends import (
+    DEFAULT_INITIAL_PROMPTS,
+    AsrResult,
+    AsrWord,
+    BackendOptions,
+    WhisperBackend,
+    load_backend,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +65,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class AsrConfig:
     backend: str = "faster-whisper"  # "faster-whisper" | "openai-whisper"
+    # Model: model_path, else model_name, else the offline default (whisper base, multilingual, joined from
+    # its two packages into cache_dir) for language ID, with english_model transcribing the English pieces.
     model_path: str | None = None  # local model: CTranslate2 dir (faster-whisper) or .pt file (openai-whisper)
     model_name: str | None = None  # e.g. "large-v3": from the model cache, downloaded where a network exists
     download_root: str | None = None  # cache folder for model_name; None: the library's default
     allow_download: bool = True  # False: model_name must already be in the cache
-    language: str | None = None  # ISO 639-1 to force (e.g. "zh"); None: detect per segment
-    multilingual: bool = False  # True: fail at setup unless the model is multilingual (not tiny.en)
+    cache_dir: str | None = None  # folder the offline base model is joined into; None: $OMNITALKER_CACHE_DIR, else ~/.cache/omnitalker
+    # Offline default only: "tiny.en" transcribes the pieces detected as English (fewer errors than base on
+    # the shared English clips, and cheaper; docs/asr.md); None: base transcribes them too.
+    english_model: str | None = "tiny.en"
+    language: str | None = None  # ISO 639-1 to force (e.g. "zh"); None: detect per piece of audio
+    multilingual: bool = False  # True: fail at setup unless the model is multilingual (a tiny.en model_path is not)
+    # Whisper's initial prompt per language (ISO 639-1). zh: simplified Chinese, else base writes traditional.
+    initial_prompts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INITIAL_PROMPTS))
     device: str = "auto"  # "auto" (CUDA if present) | "cpu" | "cuda"
     compute_type: str = "auto"  # "auto": int8 on CPU, float16 on GPU; or any CTranslate2 compute type
     beam_size: int = 5  # beam width at temperature 0
@@ -75,7 +98,8 @@ class AsrConfig:
         return BackendOptions(
             backend=self.backend, model_path=self.model_path, model_name=self.model_name,
             download_root=self.download_root, allow_download=self.allow_download, language=self.language,
-            require_multilingual=self.multilingual, device=self.device, compute_type=self.compute_type,
+            require_multilingual=self.multilingual, english_model=self.english_model, cache_dir=self.cache_dir,
+            initial_prompts=dict(self.initial_prompts or {}), device=self.device, compute_type=self.compute_type,
             beam_size=self.beam_size, num_threads=self.num_threads, word_timestamps=self.word_timestamps,
             temperatures=tuple(self.temperatures))
 
@@ -135,7 +159,8 @@ def split_result(res: AsrResult, offset_s: float, segments: list[Segment]) -> li
         text = join_word_texts([w.word for w in words], res.language) if res.words else res.text
         out.append(AsrResult(text=text, language=res.language, language_prob=res.language_prob, words=words,
                              avg_logprob=res.avg_logprob, no_speech_prob=res.no_speech_prob,
-                             compression_ratio=res.compression_ratio))
+                             compression_ratio=res.compression_ratio, language_top=res.language_top,
+                             model=res.model))
     return out
 
 
@@ -223,6 +248,8 @@ class AsrStage(Stage):
         seg.text_model = normalize_for_model(seg.text, language, self.cfg.neutral_tone_with_five)
         seg.extra["asr"] = {
             "asr_text": res.text,
+            "asr_model": res.model,
+            "language_top": [[lang, round(p, 4)] for lang, p in res.language_top or []],
             "avg_logprob": res.avg_logprob,
             "no_speech_prob": res.no_speech_prob,
             "compression_ratio": res.compression_ratio,
@@ -238,16 +265,35 @@ def describe_segment(seg: Segment) -> dict[str, Any]:
             "asr": seg.extra.get("asr"), "words": seg.words}
 
 
+def format_language(seg: Segment) -> str:
+    """``"en 0.998 (cy 0.001, la 0.000)"``: the segment's language, its probability and the runners-up."""
+    asr = seg.extra.get("asr") or {}
+    prob = "forced/none" if seg.language_prob is None else f"{seg.language_prob:.3f}"
+    others = ", ".join(f"{lang} {p:.3f}" for lang, p in (asr.get("language_top") or [])[1:])
+    return f"{seg.language} {prob}" + (f" ({others})" if others else "")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stages.asr FILE``: transcribe one file (whole file, or VAD segments) and print JSON."""
+    """``python -m stages.asr FILE``: transcribe one file (whole file, or VAD segments) and print JSON.
+
+    stdout gets the JSON; stderr a line per segment with its language, the language probability and
+    the next most likely languages, the model that wrote the text and the text.
+    """
     from stages.audio import AudioConfig, decode_mono, standardize
 
-    ap = argparse.ArgumentParser(prog="python -m stages.asr", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m stages.asr", description=inspect.cleandoc(main.__doc__ or ""),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file")
     ap.add_argument("--backend", default="faster-whisper", choices=["faster-whisper", "openai-whisper"])
-    ap.add_argument("--model-path", default=None)
-    ap.add_argument("--model-name", default=None)
-    ap.add_argument("--language", default=None)
+    ap.add_argument("--model-path", default=None, help="a local model (asr.model_path); default: the offline "
+                    "multilingual base model for language ID, tiny.en for English text")
+    ap.add_argument("--model-name", default=None, help="e.g. large-v3 (asr.model_name: from the model cache, "
+                    "downloaded where a network exists)")
+    ap.add_argument("--english-model", default="tiny.en", help="asr.english_model: 'tiny.en' or 'none' "
+                    "(base transcribes English too)")
+    ap.add_argument("--cache-dir", default=None, help="asr.cache_dir: where base is joined (default "
+                    "$OMNITALKER_CACHE_DIR or ~/.cache/omnitalker)")
+    ap.add_argument("--language", default=None, help="force a language (ISO 639-1); default: detect")
     ap.add_argument("--beam-size", type=int, default=5)
     ap.add_argument("--vad", action="store_true", help="transcribe silero-vad segments instead of the whole file")
     args = ap.parse_args(argv)
@@ -262,11 +308,16 @@ def main(argv: list[str] | None = None) -> None:
         VadSegmentStage().process_item(item)
     else:
         item.segments = [Segment(start_sample=0, end_sample=len(a24))]
+    english = None if args.english_model.lower() in ("none", "null", "") else args.english_model
     cfg = AsrConfig(backend=args.backend, model_path=args.model_path, model_name=args.model_name,
-                    language=args.language, beam_size=args.beam_size)
+                    language=args.language, beam_size=args.beam_size, english_model=english, cache_dir=args.cache_dir)
     stage = AsrStage(cfg=cfg)
     if not item.rejected:
         stage.process_item(item)
+    for seg in item.segments:
+        asr = seg.extra.get("asr") or {}
+        print(f"{seg.start_s:7.2f}-{seg.end_s:7.2f} s  {format_language(seg)}  [{asr.get('asr_model')}]  "
+              f"{(seg.text or '')[:80]}", file=sys.stderr)
     print(json.dumps({"file": args.file, "model": item.provenance["models"].get("asr"),
                       "sidecar": item.provenance.get("sidecar"),
                       "segments": [describe_segment(s) for s in item.segments],

@@ -1,4 +1,12 @@
-"""diarize: keep single-speaker segments, using pyannote.audio speaker diarization.
+"""diarize: keep single-speaker segments, by pyannote.audio or, offline, by GE2E voice clustering.
+
+Backends (``backend``): ``pyannote`` when a pipeline is configured (below), else ``voice``: the
+GE2E voice encoder that ships in resemblyzer, windows over the speech, clustering and refined
+change points (``stages/voice_diarizer.py``). ``auto`` (the default) picks pyannote when
+``model_path`` or ``hub_name`` (with ``HF_TOKEN``) is set and the voice encoder otherwise;
+provenance records which ran. A ``model_path`` that cannot be used (missing, or pyannote not
+importable) is an error, never a quiet fallback. The voice backend also leaves its window embeddings on the item
+(``FileItem.voice_windows``) for the clips' voice embeddings.
 
 The pipeline runs once per file on the in-memory 16 kHz waveform (never a
 path: pyannote's file decoding needs torchcodec, which we do not install) and
@@ -61,8 +69,12 @@ TORCHAUDIO_NATIVE_ERRORS: dict[str, str] = {}
 Turn = tuple[float, float, str]  # (start_s, end_s, speaker label), source seconds
 
 
+BACKENDS = ("auto", "pyannote", "voice")
+
+
 @dataclass
 class DiarizeConfig:
+    backend: str = "auto"  # "auto": pyannote when configured, else "voice" (GE2E clustering, offline) | "pyannote" | "voice"
     model_path: str | None = None  # local pipeline dir with config.yaml, a config.yaml, or a segmentation checkpoint
     hub_name: str | None = None  # e.g. "pyannote/speaker-diarization-community-1"; used only when HF_TOKEN is set
     hub_revision: str | None = None  # hub commit/tag to pin the download to
@@ -72,6 +84,13 @@ class DiarizeConfig:
     min_piece_s: float = 1.0  # seconds: split pieces shorter than this are ledgered (too_short)
     activity_threshold: float = 0.5  # checkpoint mode: local-speaker probability counted as speech
     num_threads: int = 1  # torch intra-op threads per actor
+    # The voice backend (stages/voice_diarizer.py); thresholds measured in docs/diarization.md.
+    voice_model_path: str | None = None  # local GE2E pretrained.pt; None: the resemblyzer wheel's copy (sha256-pinned)
+    voice_hop_s: float = 0.8  # seconds between the centres of the 1.6-s voice windows
+    voice_min_cluster_cos: float = 0.62  # cosine: groups of windows are one speaker while their mean cosine is at least this
+    voice_min_speaker_windows: int = 1  # windows: a cluster with fewer is folded into the nearest speaker
+    voice_refine_hop_s: float = 0.1  # seconds between the windows that place a speaker change
+    voice_refine_window_s: float = 0.8  # seconds: length of those windows
 
 
 # --------------------------------------------------------------------------- importing pyannote
@@ -361,6 +380,18 @@ def find_skip_reason(cfg: DiarizeConfig) -> str | None:
     return None
 
 
+def choose_backend(cfg: DiarizeConfig) -> tuple[str, str | None]:
+    """``(backend, note)``: the backend ``cfg`` asks for, and why ``auto`` did not pick pyannote (or None)."""
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"diarize.backend must be one of {', '.join(BACKENDS)}, got {cfg.backend!r}")
+    if cfg.backend != "auto":
+        return cfg.backend, None
+    if cfg.model_path:  # a local pipeline the user gave: pyannote, and an error if it cannot load
+        return "pyannote", None
+    why = find_skip_reason(cfg)
+    return ("voice", f"pyannote not used: {why}") if why else ("pyannote", None)
+
+
 @dataclass
 class DiarizeStage(Stage):
     name: str = STAGE
@@ -368,29 +399,45 @@ class DiarizeStage(Stage):
     uses_actor: bool = True
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
     _diarizer: PyannoteDiarizer | None = field(default=None, repr=False)
+    _voice: Any = field(default=None, repr=False)  # VoiceDiarizer
     _skip: str | None = field(default=None, repr=False)
+    _note: str | None = field(default=None, repr=False)
     _ready: bool = field(default=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_diarizer=None, _voice=None, _ready=False)
+        return state
+
     def setup(self) -> None:
-        """Load the pipeline once, or settle why the stage is skipped. Bad config raises."""
+        """Load the chosen backend once, or settle why pyannote is skipped. Bad config raises."""
         if self._ready:
             return
         if self.cfg.mode not in ("reject", "split"):
             raise ValueError(f"diarize.mode must be 'reject' or 'split', got {self.cfg.mode!r}")
         if self.cfg.model_path and not Path(self.cfg.model_path).expanduser().exists():
             raise FileNotFoundError(f"diarize.model_path={self.cfg.model_path!r} does not exist")
-        self._skip = find_skip_reason(self.cfg)
-        if self._skip is None:
-            try:
-                self._diarizer = PyannoteDiarizer(self.cfg, token=os.environ.get("HF_TOKEN"))
-            except ImportError as exc:
-                self._skip = f"pyannote.audio is not importable ({exc}): {INSTALL_HINT}"
-        if self._skip:
-            log.warning("diarize skipped: %s", self._skip)
+        backend, self._note = choose_backend(self.cfg)
+        if backend == "voice":
+            self._voice = build_voice_diarizer(self.cfg)
+        else:
+            self._skip = find_skip_reason(self.cfg)
+            if self._skip is None:
+                try:
+                    self._diarizer = PyannoteDiarizer(self.cfg, token=os.environ.get("HF_TOKEN"))
+                except ImportError as exc:
+                    self._skip = f"pyannote.audio is not importable ({exc}): {INSTALL_HINT}"
+            if self._skip and self.cfg.model_path:  # a model the user gave that cannot be used is an error
+                raise RuntimeError(f"diarize.model_path={self.cfg.model_path!r} cannot be used: {self._skip}")
+            if self._skip:
+                log.warning("diarize skipped: %s", self._skip)
         self._ready = True
 
     def process_item(self, item: FileItem) -> None:
         self.setup()
+        if self._voice is not None:
+            self.diarize_by_voice(item)
+            return
         if self._diarizer is None:
             item.record_skip(self.name, self._skip or "not loaded")
             return
@@ -407,6 +454,33 @@ class DiarizeStage(Stage):
         item.record_model(self.name, d.name)
         item.drop_segments(keep, dropped)
 
+    def diarize_by_voice(self, item: FileItem) -> None:
+        """The offline backend: GE2E clustering over the file's speech segments."""
+        item.record_model(self.name, self._voice.model_id)
+        if self._note:
+            item.provenance.setdefault("notes", {})[self.name] = self._note
+        if not item.segments:
+            return
+        assert item.audio_16k is not None
+        turns, windows = self._voice.diarize(item.audio_16k, [(s.start_s, s.end_s) for s in item.segments])
+        item.voice_windows = windows
+        item.provenance["diarize_speakers"] = len({lab for _, _, lab in turns})
+        keep, dropped = apply_speakers(item.segments, turns, self.cfg, labelled=True)
+        item.drop_segments(keep, dropped)
+
+
+def build_voice_diarizer(cfg: DiarizeConfig) -> Any:
+    """The GE2E clustering diarizer with ``cfg``'s voice settings (the encoder loads here, once)."""
+    from stages.voice import VoiceEncoder
+    from stages.voice_diarizer import VoiceDiarizer
+
+    if min(cfg.voice_hop_s, cfg.voice_refine_hop_s, cfg.voice_refine_window_s) <= 0:
+        raise ValueError("diarize.voice_hop_s, voice_refine_hop_s and voice_refine_window_s must be > 0 seconds")
+    enc = VoiceEncoder(cfg.voice_model_path, num_threads=cfg.num_threads)
+    return VoiceDiarizer(enc, hop_s=cfg.voice_hop_s, min_cluster_cos=cfg.voice_min_cluster_cos,
+                         min_speaker_windows=cfg.voice_min_speaker_windows, refine_hop_s=cfg.voice_refine_hop_s,
+                         refine_window_s=cfg.voice_refine_window_s)
+
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m stages.diarize FILE [--model-path P]``: VAD segments of one file, diarized, as JSON."""
@@ -418,20 +492,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model-path", default=None)
     ap.add_argument("--hub-name", default=None)
     ap.add_argument("--mode", default="reject", choices=["reject", "split"])
+    ap.add_argument("--backend", default="auto", choices=list(BACKENDS))
     args = ap.parse_args(argv)
     samples, rate, _ = decode_mono(args.file)
     a24, a16, _, _ = standardize(samples, rate, AudioConfig())
     item = FileItem(source_path=args.file, audio_24k=a24, audio_16k=a16)
     VadSegmentStage().process([item])
-    DiarizeStage(cfg=DiarizeConfig(model_path=args.model_path, hub_name=args.hub_name, mode=args.mode)).process([item])
+    DiarizeStage(cfg=DiarizeConfig(model_path=args.model_path, hub_name=args.hub_name, mode=args.mode,
+                                   backend=args.backend)).process([item])
+    voice = item.voice_windows
     print(json.dumps({
         "segments": [{"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "speaker": s.speaker,
                       **s.extra.get("diarize", {})} for s in item.segments],
         "rejects": [{"reason": r.reason, "value": r.value, "start_s": r.start_s, "end_s": r.end_s,
                      "detail": r.detail} for r in item.rejects],
+        "speakers": summarize_speakers(voice) if voice is not None else None,
         "provenance": item.provenance,
         "torchaudio_native_errors": TORCHAUDIO_NATIVE_ERRORS,
     }, indent=2, default=str))
+
+
+def summarize_speakers(voice: Any) -> list[dict[str, Any]]:
+    """Per speaker of the voice backend: seconds of speech it labels and its turns."""
+    out: dict[str, dict[str, Any]] = {}
+    for lab, (s, e) in zip(voice.labels, voice.owned.tolist(), strict=True):
+        d = out.setdefault(lab, {"speaker": lab, "speech_s": 0.0, "windows": 0})
+        d["speech_s"] = round(d["speech_s"] + e - s, 2)
+        d["windows"] += 1
+    return list(out.values())
 
 
 if __name__ == "__main__":

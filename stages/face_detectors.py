@@ -14,7 +14,8 @@ boxes in that frame's pixels (x0 y0 x1 y1) with a confidence in 0-1.
   around it (one pass per face instead of the grid).
 - :class:`InsightFaceDetector`: SCRFD detection + ArcFace recognition from a
   local insightface model directory (``root/models/<name>/*.onnx``, the
-  buffalo_l layout). Never downloads. Gives 5 keypoints and 512-d embeddings.
+  buffalo_l layout). Never downloads. Gives 5 keypoints and 512-d embeddings
+  (without it, identity comes from dlib: ``stages.face_identity``).
 - :class:`CropLandmarker`: MediaPipe FaceLandmarker (IMAGE mode) on a square
   crop around a box: 478 landmarks (frame pixels) and the facial
   transformation matrix, for mouth opening and yaw.
@@ -185,7 +186,8 @@ class MediaPipeFaceDetector:
         return cap_faces(merge_detections(dets), self.max_faces)
 
     def embed(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
-        raise NotImplementedError("the MediaPipe detector has no identity model; configure faces.insightface_root")
+        raise NotImplementedError("the MediaPipe detector has no identity model (the faces stage uses "
+                                  "stages.face_identity.DlibFaceEmbedder, or ArcFace with faces.insightface_root)")
 
 
 def plan_roi_crops(rois: list[np.ndarray], width: int, height: int) -> list[tuple[int, int, int]]:
@@ -242,6 +244,7 @@ class InsightFaceDetector:
         self._app.prepare(ctx_id=-1, det_thresh=min_confidence, det_size=(det_size_px, det_size_px))
         self._rec = self._app.models.get("recognition")
         self.has_identity = self._rec is not None
+        self.metric = "cosine"  # embeddings are L2-normalized (stages.face_identity.IdentityEmbedder)
         self.max_faces = int(max_faces)
         self.model_dir = model_dir
         parts = [f"det={self.describe(self._app.det_model.model_file)}"]

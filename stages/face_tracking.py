@@ -8,14 +8,20 @@ new tracks. The tracker knows nothing about shots or time: the caller runs one
 tracker per contiguous sampled range inside one shot, so a track never crosses
 a shot boundary.
 
-Identity: given L2-normalized embeddings on a subsample of a track's frames,
-``split_by_identity`` cuts the track wherever a frame's embedding falls below
-``min_cos`` cosine to the running mean of the current piece (an IoU tracker
-can hand a box over to another person who steps into the same place).
+Identity: given embeddings on a subsample of a track's frames, a track is cut
+wherever a frame's embedding disagrees with the running mean of the current
+piece (an IoU tracker can hand a box over to another person who steps into the
+same place, or a cross-fade can turn one face into another without a cut):
+``find_identity_breaks`` for L2-normalized ArcFace embeddings (below ``min_cos``
+cosine), ``find_distance_breaks`` for dlib descriptors (farther than
+``max_dist`` Euclidean). With ``confirm`` > 1 a single disagreeing embedding
+(a laugh with the head thrown back, motion blur) is an outlier, not a new person.
+``choose_cut_frame`` and ``split_track`` then cut.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +36,7 @@ class Detection:
     keypoints: np.ndarray | None = None  # (K, 2) float32 pixels (insightface: 5 points, MediaPipe: 6)
     mouth_open: float = float("nan")  # inner-lip gap / mouth width from the 478 landmarks; NaN if none
     yaw_deg: float = float("nan")  # degrees, 0 = frontal; NaN if no landmarks
-    embedding: np.ndarray | None = None  # (512,) L2-normalized ArcFace embedding, on the identity subsample
+    embedding: np.ndarray | None = None  # identity subsample only: (512,) L2-normalized ArcFace or (128,) dlib
 
 
 @dataclass
@@ -41,6 +47,7 @@ class RawTrack:
     first_frame: int  # index of the first sampled frame (in the tracker's frame count)
     detections: list[Detection | None] = field(default_factory=list)  # None where it coasted
     missed: int = 0  # consecutive frames without a match
+    split_from: int | None = None  # id of the track this piece was cut from by identity (None: not cut)
 
     @property
     def last_frame(self) -> int:
@@ -169,26 +176,72 @@ def cosine_to_mean(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), (e @ mean).astype(np.float32)
 
 
-def find_identity_breaks(frames: list[int], embeddings: np.ndarray, min_cos: float) -> list[int]:
+def walk_identity_breaks(embeddings: np.ndarray, disagrees: Callable[[np.ndarray, np.ndarray], bool],
+                         confirm: int = 1) -> list[int]:
+    """Rows of time-ordered (N, D) ``embeddings`` where a new identity starts.
+
+    Each row is compared with the mean of the current piece (``disagrees(mean, row)``).
+    A row that agrees joins the piece. A row that disagrees starts a new piece when it
+    and the next ``confirm - 1`` rows all disagree with that mean; otherwise it is an
+    outlier (a laugh, a blur, a hand) and is left out of the mean. ``confirm=1``: every
+    disagreeing row starts a new piece.
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    breaks: list[int] = []
+    if len(e) == 0:
+        return breaks
+    confirm = max(1, int(confirm))
+    acc, n = e[0].copy(), 1
+    for k in range(1, len(e)):
+        mean = acc / n
+        if not disagrees(mean, e[k]):
+            acc += e[k]
+            n += 1
+        elif k + confirm <= len(e) and all(disagrees(mean, r) for r in e[k:k + confirm]):
+            breaks.append(k)
+            acc, n = e[k].copy(), 1
+    return breaks
+
+
+def find_identity_breaks(frames: list[int], embeddings: np.ndarray, min_cos: float, confirm: int = 1) -> list[int]:
     """Positions in ``frames`` (sorted frame indices with one embedding each) where a new identity starts.
 
-    Walks the embeddings in time order against the running mean of the current
-    piece; an embedding below ``min_cos`` cosine starts a new piece.
+    For L2-normalized embeddings (ArcFace): a row below ``min_cos`` cosine to the
+    (normalized) running mean of the current piece disagrees; ``confirm`` as in
+    :func:`walk_identity_breaks`.
     """
-    breaks: list[int] = []
     if len(frames) == 0:
-        return breaks
+        return []
     e = np.asarray(embeddings, dtype=np.float64)
     e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    acc = e[0].copy()
-    for k in range(1, len(frames)):
-        mean = acc / max(float(np.linalg.norm(acc)), 1e-12)
-        if float(e[k] @ mean) < min_cos:
-            breaks.append(k)
-            acc = e[k].copy()
-        else:
-            acc += e[k]
-    return breaks
+
+    def disagrees(mean: np.ndarray, row: np.ndarray) -> bool:
+        return float(row @ mean) / max(float(np.linalg.norm(mean)), 1e-12) < min_cos
+
+    return walk_identity_breaks(e, disagrees, confirm)
+
+
+def distance_to_mean(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, distances)``: the mean of (N, D) embeddings (not normalized) and each row's Euclidean
+    distance to it (units of the embedding space: dlib descriptors)."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    mean = e.mean(axis=0)
+    return mean.astype(np.float32), np.linalg.norm(e - mean, axis=1).astype(np.float32)
+
+
+def find_distance_breaks(frames: list[int], embeddings: np.ndarray, max_dist: float, confirm: int = 1) -> list[int]:
+    """Positions in ``frames`` where a new identity starts, for embeddings compared by Euclidean distance.
+
+    For dlib descriptors: a row farther than ``max_dist`` from the running mean of the
+    current piece disagrees; ``confirm`` as in :func:`walk_identity_breaks`.
+    """
+    if len(frames) == 0:
+        return []
+
+    def disagrees(mean: np.ndarray, row: np.ndarray) -> bool:
+        return float(np.linalg.norm(row - mean)) > max_dist
+
+    return walk_identity_breaks(np.asarray(embeddings, dtype=np.float64), disagrees, confirm)
 
 
 def choose_cut_frame(track: RawTrack, lo: int, hi: int) -> int:
@@ -219,7 +272,8 @@ def split_track(track: RawTrack, cut_frames: list[int], next_id: int) -> list[Ra
         a, b = bounds[k], bounds[k + 1]
         dets = track.detections[a - track.first_frame:b - track.first_frame]
         tid = track.track_id if k == 0 else next_id + k - 1
-        piece = RawTrack(track_id=tid, first_frame=a, detections=list(dets))
+        piece = RawTrack(track_id=tid, first_frame=a, detections=list(dets),
+                         split_from=track.track_id if cut_frames else track.split_from)
         piece.trim()
         while piece.detections and piece.detections[0] is None:  # start at a detection
             piece.detections.pop(0)

