@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from dashboards import data
 from shards.codes import EXPRESSION_NAMES
-from shards.reader import REJECTS, SOURCES
+from shards.reader import REJECTS, SOURCES, VERIFY_REPORT
 
 PAGES = ("Overview", "Clips", "Rejects")
 HISTOGRAM_METRICS = (("duration_s", "duration (s)"), ("dnsmos_ovrl", "DNSMOS OVRL (MOS 1-5)"),
@@ -52,6 +52,7 @@ def load_run(root: str) -> dict[str, Any]:
     try:
         folder = data.OutputFolder(root)
         manifest = folder.read_manifest()
+        verify = folder.read_manifest(VERIFY_REPORT)
         rejects = folder.read_all(REJECTS)
         sources = folder.read_all(SOURCES)
         try:
@@ -64,7 +65,8 @@ def load_run(root: str) -> dict[str, Any]:
     except data.DashboardDataError as e:
         st.error(str(e))
         st.stop()
-    return {"folder": folder, "manifest": manifest, "clips": clips, "rejects": rejects, "sources": sources}
+    return {"folder": folder, "manifest": manifest, "clips": clips, "rejects": rejects, "sources": sources,
+            "verify": verify}
 
 
 # --------------------------------------------------------------------------- overview
@@ -86,6 +88,7 @@ def show_overview(run: dict[str, Any]) -> None:
     cols[4].metric("wall time (s)", f"{manifest.get('wall_time_s', float('nan')):.1f}")
     st.caption(f"schema v{manifest.get('schema_version', '?')} · config hash {manifest.get('config_hash', '?')} · "
                f"written {manifest.get('written_at', '?')} · files by status {manifest.get('files_by_status', {})}")
+    show_verify(run.get("verify"), manifest)
 
     st.subheader("Kept and rejected hours by stage and reason")
     rows = data.summarize_hours(clips, run["rejects"])
@@ -281,6 +284,21 @@ def show_rejects(run: dict[str, Any]) -> None:
                "the configured limit; start_s/end_s empty for a whole-file row")
     df = table.select([c for c in REJECT_COLUMNS if c in table.column_names]).to_pandas()
     st.dataframe(df, hide_index=True, key="reject_table")
+
+
+def show_verify(report: dict | None, manifest: dict) -> None:
+    """The folder's last `omnitalker verify` report, and errored files waiting for a retry."""
+    if report is None:
+        st.warning("no verify.json: this folder was never verified (`omnitalker verify OUT`)")
+    elif report.get("ok"):
+        st.success(f"verified {report.get('checked_at', '?')}: every input once, clip ids, lengths and page CRCs OK")
+    else:
+        st.error("verification found problems: " + ", ".join(
+            f"{k} ({v['count']})" for k, v in (report.get("problems") or {}).items()))
+        st.json(report.get("problems") or {}, expanded=False)
+    pending = (manifest.get("errors") or {}).get("pending_files", 0)
+    if pending:
+        st.error(f"{pending} file(s) failed with an error and are not done (OUT/errors/): re-run the same command")
 
 
 def main() -> None:

@@ -161,9 +161,10 @@ class OutputFolder:
                 out.append(PartFile(info.path, int(info.size or 0), int(info.mtime_ns or 0)))
         return sorted(out, key=lambda p: p.path)
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        """``manifest.json`` (None when absent); a broken one is a :class:`CorruptPartError`."""
-        path = posixpath.join(self.base, MANIFEST)
+    def read_manifest(self, name: str = MANIFEST) -> dict[str, Any] | None:
+        """``manifest.json`` (or another JSON file of the folder, e.g. ``verify.json``); None when absent,
+        a broken one is a :class:`CorruptPartError`."""
+        path = posixpath.join(self.base, name)
         if self.fs.get_file_info(path).type != pafs.FileType.File:
             return None
         try:

@@ -8,6 +8,7 @@ Commands:
   generate  text + reference to mel, codes and wav (= ``python -m inference.generate``)
   inspect   the shard-inspection dashboard on 127.0.0.1 (= ``streamlit run dashboards/app.py -- OUT``)
   render    reference + codes, or a driving video, to mp4 (= ``python -m inference.render``)
+  verify    check a curation output folder: accounting, ids, lengths, CRCs (= ``python -m pipeline.verify``)
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ COMMANDS = {
     "generate": ("inference.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m inference.generate)"),
     "inspect": ("dashboards.launch", "inspect a curation output folder in a local web app "
                 "(= streamlit run dashboards/app.py -- OUT)"),
+    "verify": ("pipeline.verify", "check a curation output folder: every input once, ids, lengths, CRCs, "
+               "leftovers (= python -m pipeline.verify)"),
     "render": ("inference.render", "reference image + codes (or a driving video) -> mp4 (= python -m inference.render)"),
 }
 

@@ -29,6 +29,7 @@ from stages.segment import SegmentConfig
 from stages.sync import SyncConfig
 from stages.vad import VadConfig
 from stages.visual import VisualConfig
+from stages.voiceover import VoiceoverConfig
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RunConfig:
     ray_address: str | None = None  # None: join RAY_ADDRESS if set, else start an embedded local Ray
     local_num_cpus: int | None = None  # CPUs for the embedded local Ray (default: all)
     fuse_stages: bool = True  # run consecutive CPU stages as one Ray operator (one actor pool)
+    verify: bool = True  # end every run with `omnitalker verify OUT` (without FLAC decoding) -> OUT/verify.json
 
 
 @dataclass
@@ -66,6 +68,7 @@ class CurateConfig:
     faces: FacesConfig = field(default_factory=FacesConfig)
     asd: AsdConfig = field(default_factory=AsdConfig)
     framing: FramingConfig = field(default_factory=FramingConfig)
+    voiceover: VoiceoverConfig = field(default_factory=VoiceoverConfig)
     mel: MelConfig = field(default_factory=MelConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
@@ -81,6 +84,18 @@ class CurateConfig:
         d.pop("resources", None)
         d["run"] = {k: d["run"][k] for k in ("flac_subtype",)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff_configs(old: dict[str, Any], new: dict[str, Any], where: str = "") -> list[str]:
+    """``["key: old -> new", ...]`` for every setting that differs (nested dicts walked)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_configs(a, b, f"{where}{key}.")
+        elif a != b:
+            out.append(f"{where}{key}: {a!r} -> {b!r}")
+    return out
 
 
 MAPPING_FIELDS = {"resources": StageResources}  # dict[str, StageResources] fields

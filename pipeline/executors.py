@@ -37,6 +37,7 @@ from stages.segment import FineSegmentStage
 from stages.sync import SyncStage
 from stages.vad import VadSegmentStage
 from stages.visual import VisualCodesStage
+from stages.voiceover import VoiceoverStage
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         FaceTrackStage(cfg=cfg.faces),
         AsdStage(cfg=cfg.asd),
         FramingStage(cfg=cfg.framing),
+        VoiceoverStage(cfg=cfg.voiceover),
         MelStage(cfg=cfg.mel),
         VisualCodesStage(cfg=cfg.visual),
         SyncStage(cfg=cfg.sync),
@@ -223,8 +225,14 @@ def required_local_cpus(plans: list[OperatorPlan]) -> float:
     return sum(p.resources.num_cpus * p.resources.min_actors for p in plans if p.uses_actor)
 
 
-def init_ray(cfg: CurateConfig, plans: list[OperatorPlan]) -> str:
-    """Connect to a cluster (``run.ray_address`` or ``RAY_ADDRESS``) or start a local Ray. Returns a label."""
+def init_ray(cfg: CurateConfig, plans: list[OperatorPlan], worker_logs: bool = False) -> str:
+    """Connect to a cluster (``run.ray_address`` or ``RAY_ADDRESS``) or start a local Ray. Returns a label.
+
+    ``worker_logs`` False (the default, and ``--log-level`` above DEBUG): the actors' output stays in
+    Ray's session logs instead of the driver's terminal. MediaPipe, TFLite and glog print pages of
+    native lines that no environment variable silences (absl logs before InitGoogle), and they would
+    bury the progress display; failures still reach the driver as errors/ rows and the summary.
+    """
     import ray
 
     quiet_ray_data()
@@ -232,13 +240,13 @@ def init_ray(cfg: CurateConfig, plans: list[OperatorPlan]) -> str:
         return "existing"
     address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=worker_logs)
         return f"cluster {address}"
     cores = cfg.run.local_num_cpus or os.cpu_count() or 1
     num_cpus = max(cores, int(np.ceil(required_local_cpus(plans))))
     if num_cpus > cores:
         log.info("local Ray: %d logical CPUs on %d cores so every actor pool can start", num_cpus, cores)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=worker_logs,
              configure_logging=True, logging_level=logging.WARNING)
     return f"local ({num_cpus} logical CPUs)"
 

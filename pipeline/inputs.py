@@ -10,6 +10,8 @@ import csv
 import fnmatch
 import glob as globlib
 import json
+import logging
+import os
 import posixpath
 from dataclasses import dataclass
 
@@ -17,6 +19,9 @@ import pyarrow.fs as pafs
 
 from core.media_io import is_uri, resolve
 from stages.probe import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from stages.transcripts import SIDECAR_FORMATS
+
+log = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
 MANIFEST_EXTENSIONS = (".txt", ".list", ".csv", ".tsv", ".jsonl")
@@ -46,12 +51,45 @@ def is_media(path: str) -> bool:
     return path.lower().endswith(MEDIA_EXTENSIONS)
 
 
+def is_sidecar(path: str, names: set[str]) -> bool:
+    """A transcript next to a media file of the same stem (``a.mp4`` + ``a.srt``): read with it, not an input."""
+    stem, ext = posixpath.splitext(path)
+    return ext.lower().lstrip(".") in SIDECAR_FORMATS and any(n.startswith(stem + ".") and is_media(n) for n in names)
+
+
 def list_directory(root: str) -> list[InputFile]:
+    """Every file under ``root`` except hidden ones and sidecar transcripts. Files that are not media
+    are inputs too: probe ledgers them as ``unsupported_extension``, so nothing is skipped unsaid."""
     fs, inner = resolve(root)
-    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-    return [_info_to_input(i, root, fs) for i in infos
-            if i.type == pafs.FileType.File and is_media(i.path)
-            and not posixpath.basename(i.path).startswith(".")]
+    if isinstance(fs, pafs.LocalFileSystem):
+        infos = fs.get_file_info(walk_local_files(inner))
+    else:  # object stores have no links to loop through
+        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    visible = [i for i in infos if not posixpath.basename(i.path).startswith(".")]
+    # A dangling link is still an input the user put there: probe ledgers it as missing.
+    dangling = [InputFile(_as_user_path(fs, i.path, root), -1, 0.0) for i in visible
+                if i.type == pafs.FileType.NotFound]
+    infos = [i for i in visible if i.type == pafs.FileType.File]
+    names = {i.path for i in infos}
+    return [_info_to_input(i, root, fs) for i in infos if not is_sidecar(i.path, names)] + dangling
+
+
+def walk_local_files(root: str) -> list[str]:
+    """Every file path under ``root``, following directory links but never into a directory already
+    visited (a symlink loop, or two links to one folder): such a link is logged and not descended."""
+    seen: set[tuple[int, int]] = set()
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            log.warning("input listing: %s is a directory already listed (a link loop or a second link); "
+                        "not listed again", dirpath)
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        files += [os.path.join(dirpath, f) for f in sorted(filenames)]
+    return files
 
 
 def list_glob(pattern: str) -> list[InputFile]:
@@ -118,4 +156,7 @@ def list_inputs(spec: str) -> list[InputFile]:
         else:
             raise FileNotFoundError(f"--input {spec!r}: no such file, directory or glob match")
     unique = {f.path: f for f in found}
+    if len(unique) < len(found):
+        log.warning("input listing: %d path(s) listed more than once (a manifest with repeats?): each is one input",
+                    len(found) - len(unique))
     return [unique[k] for k in sorted(unique)]

@@ -74,4 +74,12 @@ def print_summary(manifest: dict[str, Any], run: dict[str, Any], console: Consol
         for why, n in whys.items():
             console.print(f"skipped {stage} on {n} file(s): {why}")
     console.print(f"this run: {run['new_files']} new files, {run['skipped_done']} already done, "
-                  f"{run['duplicates']} duplicates, wall {run['wall_time_s']:.1f} s ({run['executor']})")
+                  f"{run['duplicates']} duplicates, {run.get('errors', 0)} errors, wall {run['wall_time_s']:.1f} s "
+                  f"({run['executor']})")
+    if run.get("verify_ok") is not None:
+        console.print("verify: " + ("OK (every input once, ids, lengths, page CRCs)" if run["verify_ok"]
+                                    else "[red]PROBLEMS[/red]: see OUT/verify.json"))
+    pending = (manifest.get("errors") or {}).get("pending_files", 0)
+    if pending:
+        console.print(f"[red]{pending} file(s) failed with an error and are not done[/red] (OUT/errors/ has "
+                      "each attempt's traceback): run the same command again to retry them")

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import CurateConfig, load_config
+from core.overlay import ConfigError
+from pipeline.config import CurateConfig, diff_configs, load_config
 from pipeline.executors import (
     CommitSpec,
     build_probe_stage,
@@ -29,7 +30,8 @@ from pipeline.executors import (
 from pipeline.inputs import InputFile, list_inputs
 from pipeline.manifest import write_manifest
 from pipeline.progress import CurateProgress, print_summary
-from pipeline.storage import OutputStore
+from pipeline.storage import CommitError, OutputStore
+from shards.reader import MANIFEST, SOURCES
 from stages.item import FileItem, Reject
 
 log = logging.getLogger("omnitalker.curate")
@@ -45,7 +47,10 @@ def plan_items(inputs: list[InputFile], store: OutputStore) -> tuple[list[FileIt
         for r in done.to_pylist():
             done_stats.add((r["source_path"], r["size_bytes"], r["mtime"]))
             done_shas.add(r["source_sha256"])
+    attempts = store.count_attempts()
     items = [FileItem(source_path=f.path) for f in inputs if (f.path, f.size_bytes, f.mtime) not in done_stats]
+    for item in items:  # a file that errored before is retried: this is its next attempt
+        item.provenance["attempt"] = attempts.get(item.source_path, 0) + 1
     return items, done_shas, len(inputs) - len(items)
 
 
@@ -72,14 +77,60 @@ def split_probed(probed: list[FileItem], done_shas: set[str]) -> tuple[list[File
     return fresh, early, n_done, n_dup
 
 
+class InputError(RuntimeError):
+    """``--input`` or ``--output`` cannot be listed or written (missing, no credentials, offline)."""
+
+
+def credentials_hint(uri: str) -> str:
+    if uri.startswith("s3://"):
+        return (" (S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, and AWS_REGION or "
+                "AWS_ENDPOINT_URL for other stores; docs/cluster.md)")
+    if uri.startswith("gs://"):
+        return " (GCS: set GOOGLE_APPLICATION_CREDENTIALS, or run where default credentials exist; docs/cluster.md)"
+    return ""
+
+
+class ConfigChangeError(RuntimeError):
+    """The output folder holds files curated with another config; the message lists the differences."""
+
+
+def check_config_unchanged(store: OutputStore, cfg: CurateConfig, allow_change: bool) -> None:
+    """Refuse to mix configs in one output unless ``allow_change`` (then new inputs use ``cfg``)."""
+    manifest = store.read_json(MANIFEST) or {}
+    hashes = set(manifest.get("configs", {})) | ({manifest["config_hash"]} if manifest.get("config_hash") else set())
+    table = store.read_table(SOURCES, ["config_hash"])
+    if table is not None:
+        hashes |= {h for h in table.column("config_hash").to_pylist() if h}
+    if not hashes or cfg.hash() in hashes or allow_change:
+        return
+    last = manifest.get("config") or {}
+    changes = diff_configs(last, cfg.to_dict()) if last else []
+    changes = [c for c in changes if not c.startswith(("resources.", "run."))] or changes
+    raise ConfigChangeError(
+        f"{store.root} was curated with config {', '.join(sorted(hashes))}; this config is {cfg.hash()}. "
+        + (f"Changed: {'; '.join(changes[:12])}{' ...' if len(changes) > 12 else ''}. " if changes else "")
+        + "Either curate into a new output folder, or pass --allow-config-change: files already done "
+        "keep their rows, new inputs (and retried errors) use this config, and the sources index "
+        "records which config produced each file.")
+
+
 def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray",
-           show_progress: bool = True, limit: int | None = None) -> dict[str, Any]:
-    """Run the whole job; returns the manifest."""
+           show_progress: bool = True, limit: int | None = None, allow_config_change: bool = False,
+           worker_logs: bool = False) -> dict[str, Any]:
+    """Run the whole job; returns the manifest. Raises :class:`ConfigChangeError` before any work
+    when ``output`` holds files of another config and ``allow_config_change`` is False."""
     t0 = time.time()
-    store = OutputStore(output)
-    store.ensure_dirs()
+    try:  # both ends are reachable before anything is written
+        inputs = list_inputs(input_spec)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot list --input {input_spec!r}: {exc}{credentials_hint(input_spec)}") from exc
+    try:
+        store = OutputStore(output)
+        check_config_unchanged(store, cfg, allow_config_change)
+        store.ensure_dirs()
+    except OSError as exc:
+        raise InputError(f"cannot use --output {output!r}: {exc}{credentials_hint(output)}") from exc
     store.clean_orphans()
-    inputs = list_inputs(input_spec)
     items, done_shas, skipped_done = plan_items(inputs, store)
     if limit is not None:
         items = items[:limit]
@@ -92,24 +143,36 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     plans = plan_operators(stages, cfg.run.fuse_stages)
     label = "serial"
     if items and executor == "ray":
-        label = "ray " + init_ray(cfg, plans)
+        label = "ray " + init_ray(cfg, plans, worker_logs)
         log.info("Ray operators: %s", " -> ".join(p.name for p in plans))
     log.info("%d inputs: %d to probe, %d already done (%s)", len(inputs), len(items), skipped_done, label)
     probed = (probe_ray if executor == "ray" else probe_serial)(items, probe_stage) if items else []
     fresh, early, n_done, n_dup = split_probed(probed, done_shas)
     total_hours = sum(i.probe.duration_s for i in fresh) / 3600
+    errors = 0
     with CurateProgress(len(fresh) + len(early), total_hours, show_progress) as progress:
         if early:
-            progress.update(spec.commit(early))
+            summary = spec.commit(early)
+            errors += summary.n_errors
+            progress.update(summary)
         if fresh:
             runs = (run_ray(fresh, plans, spec, cfg.run.files_per_shard) if executor == "ray"
                     else run_serial(fresh, stages, spec, cfg.run.files_per_shard))
             for summary in runs:
+                errors += summary.n_errors
                 progress.update(summary)
     run_record = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
                   "wall_time_s": round(time.time() - t0, 3), "executor": label, "input": input_spec,
                   "new_files": len(fresh) + len(early), "skipped_done": skipped_done + n_done,
-                  "duplicates": n_dup, "config_hash": cfg.hash()}
+                  "duplicates": n_dup, "errors": errors, "config_hash": cfg.hash()}
+    if cfg.run.verify:  # the whole folder, as a reader will see it (page CRCs, ids, lengths, accounting)
+        from pipeline.verify import verify_output, write_report
+
+        report = write_report(output, verify_output(output, decode_audio=False))
+        run_record["verify_ok"] = report["ok"]
+        if not report["ok"]:
+            log.error("verify found problems in %s: %s (OUT/verify.json lists them)", output,
+                      {k: v["count"] for k, v in report["problems"].items()})
     manifest = write_manifest(store, cfg.to_dict(), cfg.hash(), run_record)
     if show_progress:
         print_summary(manifest, run_record)
@@ -136,18 +199,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     p.add_argument("--limit", type=int, default=None, help="process at most this many new inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress display and no summary table")
-    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="curate into an output folder made with another config: done files keep their rows, "
+                        "new inputs use this config (the sources index records each file's config)")
+    p.add_argument("--log-level", default="INFO",
+                   help="logging level (default INFO); DEBUG also shows the Ray workers' output (MediaPipe, "
+                        "TFLite and glog lines), which otherwise stays in Ray's session logs")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 when every file was processed, 1 when some failed with an error (they are
+    in OUT/errors/ and the same command retries them), 2 for a bad command line or config."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.overrides)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ConfigError, OSError) as exc:
+        print(f"omnitalker curate: {exc}", file=sys.stderr)
+        return 2
     if args.ray_address:
         cfg.run.ray_address = args.ray_address
-    curate(args.input, args.output, cfg, executor=args.executor, show_progress=not args.no_progress,
-           limit=args.limit)
+    try:
+        manifest = curate(args.input, args.output, cfg, executor=args.executor,
+                          show_progress=not args.no_progress, limit=args.limit,
+                          allow_config_change=args.allow_config_change,
+                          worker_logs=args.log_level.upper() == "DEBUG")
+    except (ConfigChangeError, InputError) as exc:
+        print(f"omnitalker curate: {exc}", file=sys.stderr)
+        return 2
+    except CommitError as exc:  # the output filled up mid-run: what was committed stays, the rest is redone
+        print(f"omnitalker curate: {exc}", file=sys.stderr)
+        return 1
+    errors = manifest["runs"][-1]["errors"]
+    if manifest["runs"][-1].get("verify_ok") is False:
+        print(f"omnitalker curate: the output failed verification: {args.output}/verify.json lists the problems "
+              f"(`omnitalker verify {args.output}` re-checks)", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"omnitalker curate: {errors} file(s) failed with an error (a fault, not a reject; details in "
+              f"{args.output}/errors/). They are not marked done: run the same command again to retry them.",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,11 +30,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from core.media_io import resolve
-from shards.reader import PART_PREFIX, PART_SUFFIX, REJECTS, SHARDS, SOURCES, list_parts
+from shards.reader import ERRORS, PART_PREFIX, PART_SUFFIX, REJECTS, SHARDS, SOURCES, list_parts
 
 log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"  # temporary files: written, then renamed into place
+
+
+class CommitError(OSError):
+    """A part could not be written to the output folder (full disk, quota, permissions)."""
 
 
 def compute_commit_id(source_sha256s: list[str]) -> str:
@@ -56,16 +60,24 @@ class OutputStore:
         return posixpath.join(self.base, *parts)
 
     def ensure_dirs(self) -> None:
-        for sub in (SHARDS, REJECTS, SOURCES):
+        for sub in (SHARDS, REJECTS, ERRORS, SOURCES):
             self.fs.create_dir(self.path(sub), recursive=True)
 
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` via a temporary file and a rename."""
         final = self.path(rel)
         tmp = posixpath.join(posixpath.dirname(final), f"{TMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
-        with self.fs.open_output_stream(tmp) as fh:
-            fh.write(data)
-        self.fs.move(tmp, final)
+        try:
+            with self.fs.open_output_stream(tmp) as fh:
+                fh.write(data)
+            self.fs.move(tmp, final)
+        except OSError as exc:  # disk full, quota, permissions: no half-written file stays behind
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass  # the next run's clean_orphans removes it
+            raise CommitError(f"cannot write {final} ({len(data)} bytes): {exc}. Nothing of this commit counts as "
+                              "done; free space (or fix the output) and run the same command again") from exc
 
     def write_table_atomic(self, rel: str, table: pa.Table, row_group_size: int, zstd_level: int) -> None:
         buf = io.BytesIO()
@@ -86,7 +98,7 @@ class OutputStore:
         """Delete temporary files and parts whose commit never finished. Returns how many."""
         committed = {self.commit_of(p) for p in self.list_parts(SOURCES)}
         removed = 0
-        for sub in (SHARDS, REJECTS, SOURCES):
+        for sub in (SHARDS, REJECTS, ERRORS, SOURCES):
             sel = pafs.FileSelector(self.path(sub), allow_not_found=True)
             for info in self.fs.get_file_info(sel):
                 name = posixpath.basename(info.path)
@@ -111,6 +123,14 @@ class OutputStore:
 
     def read_done_sources(self) -> pa.Table | None:
         return self.read_table(SOURCES, ["source_path", "source_sha256", "size_bytes", "mtime"])
+
+    def count_attempts(self) -> dict[str, int]:
+        """Source path -> failed attempts recorded in ``errors/`` (each one retried by a later run)."""
+        table = self.read_table(ERRORS, ["source_path"])
+        out: dict[str, int] = {}
+        for path in (table.column("source_path").to_pylist() if table is not None else []):
+            out[path] = out.get(path, 0) + 1
+        return out
 
     def write_json_atomic(self, rel: str, obj: object) -> None:
         self.write_bytes_atomic(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())

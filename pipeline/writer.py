@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,15 @@ import soundfile as sf
 
 from pipeline.storage import OutputStore, compute_commit_id
 from shards.codes import CODE_DIM
-from shards.reader import REJECTS, SHARDS, SOURCES
-from shards.schema import MP_BLENDSHAPES_DIM, REJECT_SCHEMA, SHARD_SCHEMA, SOURCE_SCHEMA, shard_metadata
+from shards.reader import ERRORS, REJECTS, SHARDS, SOURCES
+from shards.schema import (
+    ERROR_SCHEMA,
+    MP_BLENDSHAPES_DIM,
+    REJECT_SCHEMA,
+    SHARD_SCHEMA,
+    SOURCE_SCHEMA,
+    shard_metadata,
+)
 from shards.spec import AUDIO_SR, N_MELS, to_pcm16
 from stages.item import FileItem, Reject, make_clip_id
 
@@ -35,6 +43,7 @@ class CommitSummary:
     audio_s: float  # seconds of source audio processed
     kept_s: float  # seconds kept as clips
     paths: list[str]
+    n_errors: int = 0  # files that failed with an error (not committed as done; the next run retries them)
 
 
 def encode_flac(clip: np.ndarray, subtype: str = "PCM_16") -> bytes:
@@ -87,7 +96,9 @@ def build_clip_rows(item: FileItem, config_hash: str, flac_subtype: str) -> dict
             "text": seg.text, "text_model": seg.text_model, "language": seg.language,
             "language_prob": seg.language_prob, "text_source": asr.get("text_source"),
             "sidecar_wer": asr.get("sidecar_wer"), "chars_per_s": seg.extra.get("segment", {}).get("chars_per_s"),
-            "words": seg.words, "speaker": seg.speaker, "visual": seg.visual,
+            "words": seg.words, "speaker": seg.speaker,
+            "voice_embedding": None if seg.voice_embedding is None else np.asarray(seg.voice_embedding, np.float32),
+            "voice_track_cos": seg.voice_track_cos, "visual": seg.visual,
             "mp_blendshapes": seg.mp_blendshapes, "face_boxes": seg.face_boxes, "track_id": seg.track_id, "asd_score": seg.asd_score,
             "asd_lag_s": seg.asd_lag_s, "asd_scorer": seg.asd_scorer,
             "sync_conf": seg.sync_conf, "sync_dist": seg.sync_dist, "av_offset_s": seg.av_offset_s,
@@ -142,7 +153,20 @@ def reject_rows(item: FileItem) -> list[dict[str, Any]]:
     return rows
 
 
-def source_row(item: FileItem, size_bytes: int, mtime: float) -> dict[str, Any]:
+def is_error(item: FileItem) -> bool:
+    """True when a stage failed on the file with an unexpected exception (a fault, not a reject)."""
+    return any(r.reason == "error" for r in item.rejects)
+
+
+def error_rows(item: FileItem, size_bytes: int, mtime: float, config_hash: str) -> list[dict[str, Any]]:
+    at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return [{"source_path": item.source_path, "source_sha256": item.source_sha256, "size_bytes": size_bytes,
+             "mtime": mtime, "attempt": int(item.provenance.get("attempt", 1)), "stage": r.stage,
+             "detail": (r.detail + ("\n" + r.traceback if r.traceback else "")).strip(), "config_hash": config_hash,
+             "at": at} for r in item.rejects if r.reason == "error"]
+
+
+def source_row(item: FileItem, size_bytes: int, mtime: float, config_hash: str = "") -> dict[str, Any]:
     kept_s = sum(s.duration_s for s in item.segments)
     audio_s = (len(item.audio_24k) / AUDIO_SR) if item.audio_24k is not None else item.probe.duration_s
     status = "duplicate" if item.provenance.get("duplicate_of") else ("kept" if item.segments else "rejected")
@@ -153,6 +177,7 @@ def source_row(item: FileItem, size_bytes: int, mtime: float) -> dict[str, Any]:
         "probe": json.dumps(dataclasses.asdict(item.probe), sort_keys=True),
         "provenance": json.dumps(item.provenance, sort_keys=True, default=str),
         "stage_seconds": json.dumps({k: round(v, 4) for k, v in item.timings.items()}, sort_keys=True),
+        "attempt": int(item.provenance.get("attempt", 1)), "config_hash": config_hash,
     }
 
 
@@ -163,20 +188,32 @@ def commit_items(store: OutputStore, items: list[FileItem], stats: dict[str, tup
 
     ``stats`` maps source path to ``(size_bytes, mtime)`` from the listing.
     """
-    commit_id = compute_commit_id([i.source_sha256 for i in items])
+    # The path enters the id (a duplicate's commit must not overwrite its original's, which has the
+    # same sha256), and a retried file's attempt number, so a retry never overwrites the parts of
+    # the attempt that errored.
+    commit_id = compute_commit_id([f"{i.source_sha256}:{i.source_path}" + (
+        "" if i.provenance.get("attempt", 1) == 1 else f"#{i.provenance['attempt']}") for i in items])
+    failed = [i for i in items if is_error(i)]
+    items = [i for i in items if not is_error(i)]
     shard = build_shard_table(items, config_hash, flac_subtype)
     rejects = [r for i in items for r in reject_rows(i)]
-    sources = [source_row(i, *stats.get(i.source_path, (i.probe.size_bytes, 0.0))) for i in items]
+    sources = [source_row(i, *stats.get(i.source_path, (i.probe.size_bytes, 0.0)), config_hash) for i in items]
+    errors = [r for i in failed for r in error_rows(i, *stats.get(i.source_path, (i.probe.size_bytes, 0.0)),
+                                                    config_hash)]
     name = f"part-{commit_id}.parquet"
     if shard.num_rows:
         store.write_table_atomic(f"{SHARDS}/{name}", shard, row_group_size, zstd_level)
     if rejects:
         store.write_table_atomic(f"{REJECTS}/{name}", pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA),
                                  row_group_size * 32, zstd_level)
+    if errors:
+        store.write_table_atomic(f"{ERRORS}/{name}", pa.Table.from_pylist(errors, schema=ERROR_SCHEMA),
+                                 row_group_size * 32, zstd_level)
     store.write_table_atomic(f"{SOURCES}/{name}", pa.Table.from_pylist(sources, schema=SOURCE_SCHEMA),
                              row_group_size * 32, zstd_level)
-    return CommitSummary(commit_id=commit_id, n_files=len(items), n_clips=shard.num_rows,
+    return CommitSummary(commit_id=commit_id, n_files=len(items) + len(failed), n_clips=shard.num_rows,
                          n_rejects=len(rejects), audio_s=float(sum(s["duration_s"] for s in sources)),
-                         kept_s=float(sum(s["kept_s"] for s in sources)), paths=[i.source_path for i in items])
+                         kept_s=float(sum(s["kept_s"] for s in sources)),
+                         paths=[i.source_path for i in items + failed], n_errors=len(failed))
 
 

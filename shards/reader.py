@@ -28,7 +28,9 @@ from core.media_io import is_uri, resolve
 from shards.schema import check_shard_metadata
 
 SHARDS, REJECTS, SOURCES = "shards", "rejects", "sources"  # sub-folders of an output folder
+ERRORS = "errors"  # attempts that failed with an error (a fault, not a reject): retried by the next run
 MANIFEST = "manifest.json"
+VERIFY_REPORT = "verify.json"  # `omnitalker verify`'s last report on the folder (pipeline/verify.py)
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 
 

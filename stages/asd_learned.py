@@ -2,11 +2,12 @@
 
 Inputs follow the authors' inference recipe:
 
-- faces: for each track frame (25 Hz) a square-ish crop around the track box
+- faces: every 40 ms (Light-ASD's 25 Hz, whatever ``faces.sample_fps`` is; the track's boxes
+  are interpolated onto that grid) a square-ish crop around the track box
   (box size ``s = max(w, h) / 2``; rows ``[cy - s, cy + s (1 + 2 cs)]``, columns
   ``cx +- s (1 + cs)``, ``cs = 0.4``, grey padding outside the frame), resized to
   224 x 224, grayscale, centre 112 x 112. Frames are decoded with
-  ``blendshape_fit.landmarker.iterate_grid_frames`` on the track's own time grid.
+  ``blendshape_fit.landmarker.iterate_grid_frames`` on that 25 Hz grid.
 - audio: 13 MFCCs at 100 Hz (25 ms windows), computed as python_speech_features
   does (pre-emphasis 0.97, 26 mel filters, 512-point FFT, lifter 22, c0 replaced
   by log frame energy) on int16-scaled 16 kHz audio: 4 MFCC frames per video frame.
@@ -33,6 +34,7 @@ from stages.models import ModelNotFound
 CROP_SCALE = 0.4  # the authors' cs: context around the face box
 CROP_SIDE = 224  # px: crop resized to this, then the centre FACE_SIDE kept
 FACE_SIDE = 112  # px: model input
+MODEL_FPS = 25.0  # Hz: Light-ASD's video rate; crops are taken on this grid whatever faces.sample_fps is
 MFCC_PER_FRAME = 4  # 100 Hz MFCC frames per 25 Hz video frame
 PAD_GREY = 110  # pixel value outside the frame
 
@@ -88,18 +90,23 @@ def crop_face(frame_rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
     return face[o:o + FACE_SIDE, o:o + FACE_SIDE]
 
 
-def crop_track_faces(source_path: str, track: FaceTrack, idx: np.ndarray) -> np.ndarray:
-    """(T, 112, 112) uint8 crops of the track frames ``idx``, decoded on the track's time grid."""
+def crop_track_faces(source_path: str, track: FaceTrack, idx: np.ndarray) -> tuple[np.ndarray, float]:
+    """``((T, 112, 112) uint8 crops, time of the first in seconds)`` over the span of the track
+    frames ``idx``, on Light-ASD's own 25 Hz grid (boxes interpolated from the track's rate), so
+    each crop pairs with exactly 4 MFCC frames whatever rate the track was sampled at."""
     from blendshape_fit.landmarker import iterate_grid_frames
 
     times = track.times_s[idx]
-    fps = 1.0 / float(np.median(np.diff(times))) if len(times) > 1 else 25.0
-    boxes = np.stack([fill_gaps(times, track.boxes[idx, j]) for j in range(4)], axis=1)
-    out = np.full((len(idx), FACE_SIDE, FACE_SIDE), PAD_GREY, np.uint8)
+    boxes_track = np.stack([fill_gaps(times, track.boxes[idx, j]) for j in range(4)], axis=1)
+    t0 = float(times[0])
+    n = max(1, int(np.floor((float(times[-1]) - t0) * MODEL_FPS + 1e-6)) + 1)
+    grid = t0 + np.arange(n) / MODEL_FPS
+    boxes = np.stack([np.interp(grid, times, boxes_track[:, j]) for j in range(4)], axis=1)
+    out = np.full((n, FACE_SIDE, FACE_SIDE), PAD_GREY, np.uint8)
     last = None
-    for i, _t, src, rgb, (w, _h) in iterate_grid_frames(source_path, float(times[0]),
-                                                        float(times[-1]) + 0.5 / fps, fps, 0):
-        if i >= len(idx):
+    for i, _t, src, rgb, (w, _h) in iterate_grid_frames(source_path, t0, float(grid[-1]) + 0.5 / MODEL_FPS,
+                                                        MODEL_FPS, 0):
+        if i >= n:
             break
         if rgb is not None:
             last = rgb
@@ -107,7 +114,7 @@ def crop_track_faces(source_path: str, track: FaceTrack, idx: np.ndarray) -> np.
             continue
         k = last.shape[1] / float(w) if w else 1.0
         out[i] = crop_face(last, boxes[i] * k)
-    return out
+    return out, t0
 
 
 def load_light_asd(path: str | None, threads: int = 1):
@@ -161,7 +168,7 @@ class LearnedScorer:
         import torch
 
         t = faces.shape[0]
-        n_lag = int(round(self.max_lag_s * 25))
+        n_lag = int(round(self.max_lag_s * MODEL_FPS))
         best = (-np.inf, 0.0)
         with torch.inference_mode():
             v = self.model.encode_visual(torch.from_numpy(faces.astype(np.float32))[None])
@@ -174,7 +181,7 @@ class LearnedScorer:
                 a = self.model.encode_audio(torch.from_numpy(seg)[None])
                 s = float(self.model.classify(a[:, :t], v).mean())
                 if s > best[0]:
-                    best = (s, k / 25.0)
+                    best = (s, k / MODEL_FPS)
         return best[0], best[1], t
 
     def score(self, track: FaceTrack, audio_16k: np.ndarray, audio_start_s: float, vad_probs: np.ndarray,
@@ -185,8 +192,8 @@ class LearnedScorer:
         idx = slice_track(track, start_s, end_s)
         if len(idx) < 4 or not np.isfinite(track.boxes[idx, 0]).any():
             return AsdResult(-10.0, 0.0, {"n_frames": float(len(idx))})
-        faces = crop_track_faces(source_path, track, idx)
+        faces, t0 = crop_track_faces(source_path, track, idx)
         mfcc = compute_mfcc(audio_16k)
-        offset = int(round((track.times_s[idx[0]] - audio_start_s) * 100))
+        offset = int(round((t0 - audio_start_s) * MODEL_FPS * MFCC_PER_FRAME))
         s, lag, n = self.score_arrays(faces, mfcc, offset)
         return AsdResult(score=s, lag_s=lag, detail={"n_frames": float(n)})

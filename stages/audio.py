@@ -50,6 +50,7 @@ class DecodedAudio:
     gap_s: float = 0.0  # seconds of silence put where no decoded audio was (corrupt, missing packets)
     n_gaps: int = 0  # spans filled
     overlap_s: float = 0.0  # seconds of decoded audio dropped because an earlier frame already covered them
+    non_finite: int = 0  # NaN or Inf samples (a float file's corrupt values), made silence and counted as gaps
 
     @property
     def gap_frac(self) -> float:
@@ -73,9 +74,21 @@ def decode_audio(path: str) -> DecodedAudio:
     src = av_source(path)
     if src is not None:
         with av.open(src) as container:
-            return _decode_container(container)
+            return silence_non_finite(_decode_container(container))
     with open_binary(path) as fh, av.open(fh) as container:
-        return _decode_container(container)
+        return silence_non_finite(_decode_container(container))
+
+
+def silence_non_finite(decoded: DecodedAudio) -> DecodedAudio:
+    """NaN and Inf samples (a float WAV can hold them) become silence, counted like decode gaps."""
+    bad = ~np.isfinite(decoded.samples)
+    n = int(bad.sum())
+    if n:
+        decoded.samples = np.where(bad, np.float32(0.0), decoded.samples).astype(np.float32)
+        runs = int(np.count_nonzero(np.diff(np.concatenate([[0], bad.astype(np.int8)])) == 1))
+        decoded.non_finite, decoded.n_gaps = n, decoded.n_gaps + runs
+        decoded.gap_s += n / decoded.rate
+    return decoded
 
 
 def _decode_container(container: av.container.InputContainer) -> DecodedAudio:
@@ -161,7 +174,8 @@ class StandardizeAudioStage(Stage):
         if errors or decoded.n_gaps or decoded.overlap_s:
             item.provenance["decode_errors"] = errors
             item.provenance["audio_gaps"] = {"n": decoded.n_gaps, "filled_s": round(decoded.gap_s, 4),
-                                             "overlap_dropped_s": round(decoded.overlap_s, 4)}
+                                             "overlap_dropped_s": round(decoded.overlap_s, 4),
+                                             "non_finite_samples": decoded.non_finite}
         if decoded_s < self.cfg.min_decoded_s:
             item.reject_file(Reject(stage=self.name, reason="undecodable_audio", value=decoded_s,
                                     threshold=self.cfg.min_decoded_s,
@@ -171,7 +185,8 @@ class StandardizeAudioStage(Stage):
             item.reject_file(Reject(stage=self.name, reason="audio_gaps", value=decoded.gap_frac,
                                     threshold=self.cfg.max_gap_frac,
                                     detail=f"{decoded.gap_s:.3f} s in {decoded.n_gaps} span(s) had no decodable "
-                                           f"audio ({errors} decode errors); fraction of the audio filled with silence"))
+                                           f"audio ({errors} decode errors, {decoded.non_finite} NaN/Inf samples); "
+                                           "fraction of the audio filled with silence"))
             return
         audio_24k, audio_16k, loudness, gain_db = standardize(samples, rate, self.cfg)
         item.loudness_lufs = loudness

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from shards.schema import LEDGER_REASONS
 from shards.spec import AUDIO_SR
 
 MODEL_SR = 16000  # Hz: the rate of the 16 kHz models (VAD, DNSMOS, ASR)
@@ -37,6 +38,10 @@ class Reject:
     detail: str = ""
     traceback: str = ""
 
+    def __post_init__(self) -> None:
+        if self.reason not in LEDGER_REASONS:  # a new reason is added to the registry (and so the docs)
+            raise ValueError(f"ledger reason {self.reason!r} is not in shards.schema.LEDGER_REASONS")
+
 
 @dataclass
 class VideoFrames:
@@ -50,6 +55,16 @@ class VideoFrames:
     blendshapes: np.ndarray  # (T, 52) float32 MediaPipe's scores; zeros where no face
     boxes: np.ndarray  # (T, 4) float32 x0 y0 x1 y1 source pixels; NaN where no face
     face_mask: np.ndarray  # (T,) bool
+
+
+@dataclass
+class VoiceWindows:
+    """GE2E voice embeddings of 1.6-s windows over a file's speech (``stages/voice_diarizer.py``)."""
+
+    centres_s: np.ndarray  # (W,) float64 source seconds of the window centres
+    owned: np.ndarray  # (W, 2) float64 source seconds: the part of the speech each window labels
+    embeddings: np.ndarray  # (W, 256) float32 unit vectors
+    labels: list[str]  # (W,) the speaker cluster of each window
 
 
 @dataclass
@@ -72,6 +87,8 @@ class Segment:
     language_prob: float | None = None  # ASR language probability (0-1)
     words: list[dict[str, Any]] | None = None  # [{"word", "start_s", "end_s", "prob"}], source seconds
     speaker: str | None = None  # diarization label of the segment's single speaker; None if not run
+    voice_embedding: np.ndarray | None = None  # (256,) float32 unit GE2E voice embedding (stages/voiceover.py)
+    voice_track_cos: float | None = None  # cosine of the voice to the rest of its face track's clips
     track_id: int | None = None  # the active speaker's face track (FileItem.face_tracks)
     asd_score: float | None = None  # active-speaker score of that track (scorer-specific, higher = speaking)
     asd_lag_s: float | None = None  # seconds: best audio-visual lag (positive: video lags audio)
@@ -122,8 +139,12 @@ class FaceTrack:
     yaw_deg: np.ndarray  # (T,) float32 head yaw in degrees (0 = frontal); NaN if none
     frame_w: int = 0  # px
     frame_h: int = 0  # px
-    embedding: np.ndarray | None = None  # (512,) float32 mean L2-normalized ArcFace embedding, if run
-    identity_min_cos: float | None = None  # lowest cosine of a frame's embedding to the track mean, if run
+    # Identity (stages/face_identity.py), on every faces.identity_every_n_frames-th detected frame:
+    embedding: np.ndarray | None = None  # float32 track mean: (512,) L2-normalized ArcFace or (128,) dlib descriptor
+    identity_min_cos: float | None = None  # ArcFace: lowest cosine of a frame's embedding to the track mean
+    identity_max_dist: float | None = None  # dlib: largest Euclidean distance of a frame's descriptor to the mean
+    n_embeddings: int = 0  # frames of the track that were embedded
+    split_from: int | None = None  # id of the IoU track this one was cut from on an identity change (None: not cut)
 
     @property
     def start_s(self) -> float:
@@ -157,6 +178,8 @@ class ProbeInfo:
     audio_codec: str | None = None
     audio_sample_rate: int | None = None  # Hz, as stored in the source
     audio_channels: int | None = None
+    n_audio_streams: int = 0  # audio streams in the container (the first one is used)
+    empty_video_stream: bool = False  # a video stream is declared but holds no frame (then has_video is False)
     # Presentation time (seconds) of the first audio sample and first video frame.
     # Source time 0 is the first audio sample: a video frame with presentation
     # time p sits at source time p - audio_start_s.
@@ -178,6 +201,7 @@ class FileItem:
     shots: list[tuple[float, float]] = field(default_factory=list)  # seconds
     vad_probs: np.ndarray | None = None  # (n,) float32 silero speech probability per 32 ms window at 16 kHz
     face_tracks: list[FaceTrack] = field(default_factory=list)
+    voice_windows: VoiceWindows | None = None  # voice embeddings over the speech (offline diarization)
     face_fps: float | None = None  # Hz: the rate the face tracks were sampled at
     sidecar_transcript: dict[str, Any] | None = None  # parsed .txt/.srt/.vtt next to the source, if any
     segments: list[Segment] = field(default_factory=list)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -24,8 +25,13 @@ from core.media_io import av_source, file_info, open_binary, sha256_of
 from stages.base import Resources, Stage
 from stages.item import FileItem, ProbeInfo, Reject
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".avi")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp3", ".ogg", ".opus")
+# Containers PyAV (FFmpeg) decodes, by extension. A listed directory's other files are inputs too,
+# ledgered by probe as unsupported_extension (sidecar transcripts excepted: pipeline/inputs.py).
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".webm", ".mov", ".qt", ".mpg", ".mpeg", ".m2v", ".vob", ".avi",
+                    ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".wmv", ".asf", ".flv", ".f4v", ".ogv", ".mxf",
+                    ".dv", ".nut", ".y4m")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a", ".mp3", ".ogg", ".oga", ".opus", ".aac", ".wma", ".aif", ".aiff",
+                    ".aifc", ".caf", ".ac3", ".eac3", ".amr", ".mka", ".au", ".spx", ".w64", ".mp2")
 
 
 @dataclass
@@ -34,6 +40,7 @@ class ProbeConfig:
     vfr_packets: int = 600  # video packets read to decide constant vs variable frame rate
     vfr_tolerance: float = 0.02  # relative spread of frame intervals above which a stream is VFR
     require_video: bool = True  # audio-only inputs are rejected (no_video): every clip needs a visible speaker
+    max_frame_pixels: int = 8192 * 8192  # declared video width x height above this is refused (too_large)
 
 
 def detect_variable_frame_rate(pts_s: np.ndarray, tolerance: float) -> bool:
@@ -57,6 +64,7 @@ def probe_container(container: av.container.InputContainer, cfg: ProbeConfig) ->
         durations.append(container.duration / av.time_base)
     vstream = next((s for s in container.streams.video), None)
     astream = next((s for s in container.streams.audio), None)
+    info.n_audio_streams = len(container.streams.audio)
     if astream is not None:
         info.has_audio = True
         info.audio_codec = astream.codec_context.name
@@ -86,6 +94,11 @@ def probe_container(container: av.container.InputContainer, cfg: ProbeConfig) ->
             if len(pts) >= cfg.vfr_packets:
                 break
         info.variable_frame_rate = detect_variable_frame_rate(np.asarray(pts), cfg.vfr_tolerance)
+        if not pts:  # a video stream that is declared but holds no frame is no video
+            info.has_video = False
+            info.empty_video_stream = True
+        elif info.width * info.height > cfg.max_frame_pixels:
+            info.has_video = False  # refused below, before any decoder allocates a frame of that size
     info.duration_s = max(durations) if durations else 0.0
     return info
 
@@ -121,6 +134,12 @@ class ProbeStage(Stage):
             return
         if not item.source_sha256:
             item.source_sha256 = sha256_of(item.source_path)
+        ext = posixpath.splitext(item.source_path.split("?", 1)[0])[1].lower()
+        if ext not in VIDEO_EXTENSIONS + AUDIO_EXTENSIONS:
+            item.reject_file(Reject(stage=self.name, reason="unsupported_extension", value=float(size),
+                                    detail=f"{ext or '(no extension)'} is not a media container this job "
+                                           "decodes (stages/probe.py lists them); rename the file if it is one"))
+            return
         if size == 0:
             item.reject_file(Reject(stage=self.name, reason="empty_file", value=0.0,
                                     detail="file has 0 bytes"))
@@ -132,12 +151,18 @@ class ProbeStage(Stage):
                                     detail=f"{type(exc).__name__}: {exc}"))
             return
         item.probe = info
+        if info.width and info.height and info.width * info.height > self.cfg.max_frame_pixels:
+            item.reject_file(Reject(stage=self.name, reason="too_large", value=float(info.width * info.height),
+                                    threshold=float(self.cfg.max_frame_pixels),
+                                    detail=f"the video declares {info.width} x {info.height} pixels per frame"))
+            return
         if not info.has_audio:
             item.reject_file(Reject(stage=self.name, reason="no_audio", value=0.0,
                                     detail="no audio stream"))
         elif self.cfg.require_video and not info.has_video:
             item.reject_file(Reject(stage=self.name, reason="no_video", value=0.0,
-                                    detail="no video stream (probe.require_video is true)"))
+                                    detail=("the video stream holds no frame" if info.empty_video_stream
+                                            else "no video stream") + " (probe.require_video is true)"))
         elif info.duration_s < self.cfg.min_duration_s:
             item.reject_file(Reject(stage=self.name, reason="too_short", value=info.duration_s,
                                     threshold=self.cfg.min_duration_s,

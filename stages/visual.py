@@ -54,6 +54,7 @@ class VisualConfig:
     min_presence_confidence: float = 0.5  # MediaPipe face presence score (0-1)
     min_tracking_confidence: float = 0.5  # MediaPipe tracking score (0-1)
     max_faceless_frac: float = 0.2  # fraction of the segment's video frames without a face above which it is dropped
+    max_faceless_gap_s: float = 0.5  # seconds: a longer run of faceless frames is not interpolated over (face_gap)
     max_fit_rmse_iod: float = 0.05  # median reprojection RMSE as a fraction of the inter-ocular distance
     smoothing_cm2: float = 0.0  # temporal smoothing weight of the fit (cm^2 per unit coefficient^2); 0 = off
     fit_iterations: int = 4  # joint Gauss-Newton iterations per frame
@@ -190,6 +191,12 @@ class VisualCodesStage(Stage):
                 rejects.append(seg.reject(self.name, "no_face", faceless, c.max_faceless_frac,
                                           detail=f"{track.n_faceless}/{track.n_frames} frames without a face"))
                 continue
+            gap = measure_longest_gap(track.times_s, track.face_mask, seg.start_s, seg.end_s)
+            if gap > c.max_faceless_gap_s:
+                rejects.append(seg.reject(self.name, "face_gap", gap, c.max_faceless_gap_s,
+                                          detail="longest stretch without a face (seconds); codes are not "
+                                                 "interpolated over it"))
+                continue
             visual, fit = self.code_segment(track, seg)
             if not fit.rmse_iod_median <= c.max_fit_rmse_iod:
                 rejects.append(seg.reject(self.name, "fit_rmse", fit.rmse_iod_median, c.max_fit_rmse_iod,
@@ -203,11 +210,28 @@ class VisualCodesStage(Stage):
             seg.face_area_frac = fit.face_area_frac
             seg.fit_rmse = fit.rmse_iod_median
             seg.extra["visual"] = {
-                "n_video_frames": track.n_frames, "faceless_frac": round(faceless, 4),
+                "n_video_frames": track.n_frames, "faceless_frac": round(faceless, 4), "longest_gap_s": round(gap, 4),
                 "video_fps": round(track.fps, 4), "source_size_px": [track.width_px, track.height_px],
             }
             keep.append(seg)
         item.drop_segments(keep, rejects)
+
+
+def measure_longest_gap(times_s: np.ndarray, face_mask: np.ndarray, start_s: float, end_s: float) -> float:
+    """Seconds of the longest faceless stretch: from its first faceless frame (or ``start_s``) to the
+    next frame with a face (or ``end_s``). 0 when every frame has a face."""
+    mask = np.asarray(face_mask, bool)
+    if mask.all():
+        return 0.0
+    if not mask.any():
+        return float(end_s - start_s)
+    edges = np.flatnonzero(np.diff(np.concatenate([[1], mask.astype(np.int8), [1]])))
+    longest = 0.0
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # faceless frames a .. b-1
+        t0 = start_s if a == 0 else float(times_s[a])
+        t1 = end_s if b >= len(mask) else float(times_s[b])
+        longest = max(longest, t1 - t0)
+    return longest
 
 
 def summarize(item: FileItem, seconds: float) -> dict[str, Any]:

@@ -271,6 +271,17 @@ def all_ranks_have_batch(has_batch: bool, ctx: DistContext, device: torch.device
     return bool(flag.item())
 
 
+def all_ranks_finite(loss: torch.Tensor, ctx: DistContext) -> bool:
+    """True when the loss is finite on every rank. Under DDP every rank must take the same branch:
+    a rank that skipped ``backward()`` while the others all-reduce their gradients hangs the job."""
+    finite = bool(torch.isfinite(loss).all())
+    if ctx.world_size == 1 or not torch.distributed.is_initialized():
+        return finite
+    flag = torch.tensor([1 if finite else 0], device=loss.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def sum_over_ranks(value: float, ctx: DistContext, device: torch.device) -> float:
     if ctx.world_size == 1 or not torch.distributed.is_initialized():
         return value
@@ -364,9 +375,10 @@ def train(cfg: TrainConfig, shards_dir: str | Path, run_dir: str | Path, ctx: Di
                 with autocast:
                     loss, parts = flow.compute_loss(mel, codes, text, lengths, generator=gen)
                 optimizer.zero_grad(set_to_none=True)
-                if not torch.isfinite(loss):
+                if not all_ranks_finite(loss, ctx):  # skipped on every rank together
                     nonfinite += 1
-                    log.warning("step %d: non-finite loss %s, update skipped", step, loss.item())
+                    log.warning("step %d: non-finite loss on some rank (here %s), update skipped on all ranks",
+                                step, loss.item())
                 else:
                     loss.backward()
                     clip = cfg.optim.grad_clip_norm

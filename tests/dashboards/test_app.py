@@ -53,6 +53,8 @@ def test_overview_renders(monkeypatch: pytest.MonkeyPatch, curated_serial: Path)
     # lip-sync confidence, audio-visual offset)
     assert len(at.get("vega_lite_chart")) == 8
     assert "Kept and rejected hours by stage and reason" in [s.value for s in at.subheader]
+    # the run's own verify.json: every input once, ids, lengths, CRCs
+    assert any(x.value.startswith("verified ") for x in at.success)
 
 
 def test_clip_detail_renders_for_a_real_clip(monkeypatch: pytest.MonkeyPatch, curated_serial: Path) -> None:

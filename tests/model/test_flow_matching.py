@@ -6,8 +6,6 @@ model (the hook only records; it changes nothing).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -188,16 +186,13 @@ def test_tiny_model_overfits_one_batch() -> None:
     text, lengths = torch.randint(1, 64, (2, 48), generator=g), torch.tensor([48, 40])
     opt = torch.optim.AdamW(fm.parameters(), lr=3e-3)
     losses = []
-    start = time.perf_counter()
     for _ in range(120):
         loss, _ = fm.compute_loss(mel, codes, text, lengths, generator=torch.Generator().manual_seed(1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    elapsed = time.perf_counter() - start
-    assert min(losses[-10:]) < 0.5 * losses[0], (losses[0], losses[-10:])
-    assert elapsed < 30.0
+    assert min(losses[-10:]) < 0.5 * losses[0], (losses[0], losses[-10:])  # speed: bench/train.py
 
 
 def test_sampler_keeps_reference_and_returns_generated_part(tiny_model: OmniTalkerDiT) -> None:

@@ -172,13 +172,13 @@ def test_structural_and_adversarial_losses() -> None:
     assert float(discriminator_hinge_loss(-ones, ones)) == 4.0
 
 
-def test_vgg_loss_skipped_without_weights(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_vgg_loss_skipped_without_weights_and_a_missing_path_is_an_error(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="omnitalker.renderer"):
         assert load_vgg_perceptual(None) is None
-        assert load_vgg_perceptual(str(tmp_path / "vgg19.pth")) is None
-    text = caplog.text
-    assert "VGG perceptual loss skipped: loss.vgg_weights_path is not set" in text
-    assert f"VGG perceptual loss skipped: no weights at {tmp_path / 'vgg19.pth'}" in text
+    assert "VGG perceptual loss skipped: loss.vgg_weights_path is not set" in caplog.text
+    with pytest.raises(FileNotFoundError, match=r"loss.vgg_weights_path=.*vgg19.pth.* does not exist"):
+        load_vgg_perceptual(str(tmp_path / "vgg19.pth"))
 
 
 def test_vgg_loss_loads_local_weights(tmp_path: Path) -> None:

@@ -57,13 +57,16 @@ def test_white_noise_keeps_nothing_and_says_why(odd_run):
     assert reasons & {"no_speech", "low_dnsmos_ovrl", "all_segments_rejected"}
 
 
-def test_truncated_mp4_is_explained_or_salvaged(odd_run):
+def test_truncated_mp4_is_explained(odd_run):
+    """The first third of an mp4 whose index (moov) sits at the end: nothing to salvage, and the
+    ledger says why with the decoder's own words and the file's size."""
     files, _, sources, rejects, shards = odd_run
     path = str(files["truncated"])
-    clips = [s for s in shards if s["source_path"] == path]
-    if not clips:
-        mine = [r for r in rejects if r["source_path"] == path]
-        assert mine and all(r["detail"] or r["reason"] for r in mine)
+    assert not [s for s in shards if s["source_path"] == path]
+    (row,) = [r for r in rejects if r["source_path"] == path]
+    assert (row["stage"], row["reason"]) == ("probe", "unreadable")
+    assert row["value"] == files["truncated"].stat().st_size and "InvalidDataError" in row["detail"]
+    assert sources[path]["status"] == "rejected"
 
 
 @pytest.mark.parametrize("key", ["rate_8k", "surround_5_1", "odd_path", "vfr_generated", "vfr_shared"])

@@ -51,3 +51,35 @@ def test_stage_names_are_their_config_sections():
 def test_resources_must_name_a_stage(key):
     with pytest.raises(ValueError, match=f"unknown stage name\\(s\\) under resources: {key}"):
         load_config(None, [f"resources.{key}.num_cpus=2"])
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("faces.sample_fps=abc", "'faces.sample_fps': expected float, got 'abc'"),
+    ("faces.sample_fps=0", "'faces.sample_fps': expected a value > 0"),
+    ("segment.min_language_prob=1.5", "'segment.min_language_prob': expected a value >= 0 and <= 1"),
+    ("vad.min_segment_s=-1", "'vad.min_segment_s': expected a value >= 0"),
+    ("voiceover.min_track_voice_cos=2", "'voiceover.min_track_voice_cos': expected a value >= -1 and <= 1"),
+    ("faces.max_faces=2.5", "'faces.max_faces': expected int, got 2.5"),
+    ("sync.enabled=maybe", "'sync.enabled': expected bool (true or false), got 'maybe'"),
+    ("segment.allowed_languages=en", "'segment.allowed_languages': expected list[str] (a list), got 'en'"),
+    ("diarize.model_path=3", "'diarize.model_path': expected str | None, got 3"),
+])
+def test_wrong_values_are_errors_naming_key_type_and_value(bad, message):
+    with pytest.raises(ValueError) as info:
+        load_config(None, [bad])
+    assert message in str(info.value)
+
+
+def test_ints_are_accepted_for_floats_and_stay_comparable():
+    cfg = load_config(None, ["dnsmos.min_dnsmos_ovrl=3", "diarize.model_path=null"])
+    assert cfg.dnsmos.min_dnsmos_ovrl == 3.0 and isinstance(cfg.dnsmos.min_dnsmos_ovrl, float)
+    assert cfg.hash() == load_config(None, ["dnsmos.min_dnsmos_ovrl=3.0"]).hash()
+
+
+def test_curate_exits_2_before_any_work_on_a_bad_value(tmp_path, capsys):
+    """The typo is caught at load: no Ray, no output folder, status 2, a message naming the key."""
+    from pipeline.run import main
+
+    out = tmp_path / "out"
+    assert main(["--input", str(tmp_path), "--output", str(out), "--set", "faces.sample_fps=abc"]) == 2
+    assert "faces.sample_fps" in capsys.readouterr().err and not out.exists()

@@ -14,7 +14,8 @@ import soundfile as sf
 from pipeline.config import load_config
 from pipeline.run import curate
 from pipeline.storage import OutputStore
-from shards.schema import SCHEMA_VERSION, SHARD_SCHEMA
+from shards.codes import EXPRESSION_NAMES, EXPRESSION_SLICE
+from shards.schema import LEDGER_REASONS, SCHEMA_VERSION, SHARD_SCHEMA
 from shards.spec import FRAME_RATE_TEXT
 from stages.item import make_clip_id
 from stages.mel import LogMel
@@ -46,7 +47,8 @@ def test_rows_equal_accepted_segments_in_manifest(curated_serial):
     shards = read(curated_serial, "shards")
     sources = read(curated_serial, "sources")
     assert shards.num_rows == manifest["clips"] == sum(sources.column("n_clips").to_pylist()) > 0
-    assert manifest["inputs"] == sources.num_rows == 10  # every media file in MANIFEST.tsv is an input
+    # every file of the folder is an input: 10 media files, 3 photos and the 2 .tsv files (ledgered)
+    assert manifest["inputs"] == sources.num_rows == 15
     assert manifest["frame_rate"] == "24000/256"
     assert manifest["hours_kept"] == pytest.approx(sum(shards.column("duration_s").to_pylist()) / 3600)
     assert manifest["versions"]["ray"] == "2.60.0"
@@ -57,20 +59,25 @@ def test_every_input_is_accounted_for(curated_serial, media_manifest):
     sources = read(curated_serial, "sources").to_pylist()
     rejects = read(curated_serial, "rejects").to_pylist()
     names = {r["source_path"].rsplit("/", 1)[-1] for r in sources}
-    assert {r["file"] for r in media_manifest if r["kind"] != "face_image"} == names
+    assert {r["file"] for r in media_manifest} | {"MANIFEST.tsv", "PROVENANCE.tsv"} == names
+    unsupported = {r["source_path"].rsplit("/", 1)[-1] for r in rejects if r["reason"] == "unsupported_extension"}
+    assert unsupported == {r["file"] for r in media_manifest if r["kind"] == "face_image"} | {
+        "MANIFEST.tsv", "PROVENANCE.tsv"}  # listed, not skipped unsaid
     for s in sources:
         if s["n_clips"] == 0:
             mine = [r for r in rejects if r["source_path"] == s["source_path"]]
             assert mine, f"{s['source_path']} kept nothing and has no ledger row"
-            assert all(r["stage"] and r["reason"] for r in mine)
+            assert all(r["stage"] and r["reason"] in LEDGER_REASONS for r in mine)
     for r in rejects:
         if r["reason"].startswith("low_dnsmos"):
             assert r["value"] < r["threshold"]
             assert r["end_s"] > r["start_s"]
 
 
-def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
+def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial, media_manifest):
     rows = read(curated_serial, "shards").to_pylist()
+    genuine = {r["file"] for r in media_manifest if r["genuine_sync"].startswith("yes")}
+    assert len({r["source_path"].rsplit("/", 1)[-1] for r in rows} & genuine) >= 2
     for r in rows:
         audio, sr = sf.read(io.BytesIO(r["audio_flac"]), dtype="float32")
         assert sr == r["sample_rate"] == 24000
@@ -94,10 +101,12 @@ def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
         assert r["words"] and all(r["start_s"] - 1e-6 <= w["start_s"] <= w["end_s"] <= r["end_s"] + 1e-6
                                   for w in r["words"])
         assert r["asd_score"] >= 0.3 and r["asd_scorer"].startswith("classical") and r["track_id"] is not None
-        assert abs(r["asd_lag_s"]) <= 0.2 + 1e-6
+        if r["source_path"].rsplit("/", 1)[-1] in genuine:  # known-genuine sync: offset within one video frame
+            assert abs(r["av_offset_s"]) <= 0.04 and abs(r["av_shift_applied_s"]) <= 0.04, r["clip_id"]
         visual = np.asarray(r["visual"], np.float32)  # visual codes on the same 93.75 Hz grid as the mel
         assert visual.shape == (r["n_frames"], 61) and np.isfinite(visual).all()
-        assert 0.0 <= visual[:, :51].min() and visual[:, :51].max() <= 1.0
+        jaw = visual[:, EXPRESSION_SLICE.start + EXPRESSION_NAMES.index("jawOpen")]
+        assert jaw.std() > 0.01, r["clip_id"]  # a talking face's jaw moves in its codes
         assert r["fit_rmse"] <= 0.05 and 0.0 < r["face_area_frac"] < 1.0
         assert len(r["mp_blendshapes"]) == pytest.approx(r["duration_s"] * 30, abs=2)
         boxes = np.asarray(r["face_boxes"], np.float32)  # v3: the speaker's box per 30 fps frame
@@ -108,9 +117,12 @@ def test_clip_rows_are_aligned_and_mel_matches_reference(curated_serial):
         area = np.median((boxes[ok, 2] - boxes[ok, 0]) * (boxes[ok, 3] - boxes[ok, 1])) / (w * h)
         assert area == pytest.approx(r["face_area_frac"], rel=1e-3)
         prov = json.loads(r["provenance"])
-        for stage in ("vad", "asr", "dnsmos", "faces", "asd", "visual"):
+        for stage in ("vad", "diarize", "asr", "dnsmos", "faces", "asd", "visual"):
             assert stage in prov["models"], stage
-        assert "diarize" in prov["skipped"]  # no pyannote weights offline: skipped, and said so
+        assert "diarize" not in prov["skipped"]  # offline: GE2E voice clustering (no pyannote weights)
+        assert prov["models"]["diarize"].startswith("voice-clustering:") and r["speaker"] == "spk0"
+        voice = np.asarray(r["voice_embedding"], np.float32)  # v5: the clip's voice, unit length
+        assert voice.shape == (256,) and abs(float(np.linalg.norm(voice)) - 1.0) < 1e-4
 
 
 def test_talking_videos_give_clips_and_every_drop_is_explained(curated_serial, media_manifest):
@@ -140,6 +152,18 @@ def test_scene_cut_clip_is_rejected_with_reasons(curated_serial):
     assert all(r["value"] is not None for r in segs if r["reason"] != "language_not_allowed")
 
 
+def test_languages_are_identified_and_filtered(curated_serial):
+    """#13: every clip carries whisper base's language probability; the Portuguese video is ledgered as such."""
+    rows = read(curated_serial, "shards").to_pylist()
+    assert all(r["language"] == "en" and 0.5 <= r["language_prob"] <= 1.0 for r in rows)
+    assert all(json.loads(r["provenance"])["asr"]["asr_model"] == "tiny.en" for r in rows)
+    rejects = read(curated_serial, "rejects").to_pylist()
+    pt = [r for r in rejects if r["source_path"].endswith("latentsync_demo2_video.mp4") and r["stage"] == "segment"
+          and r["start_s"] is not None]  # its clips (the file-level all_segments_rejected row aside)
+    assert pt and all(r["reason"] == "language_not_allowed" and 0.0 < r["value"] <= 1.0 for r in pt)
+    assert not any(r["source_path"].endswith("latentsync_demo2_video.mp4") for r in rows)
+
+
 def test_rerun_adds_nothing(curated_serial, media_dir):
     before = {p.name: p.stat().st_mtime_ns for p in curated_serial.rglob("part-*.parquet")}
     clips_before = sorted(read(curated_serial, "shards").column("clip_id").to_pylist())
@@ -148,4 +172,4 @@ def test_rerun_adds_nothing(curated_serial, media_dir):
     after = {p.name: p.stat().st_mtime_ns for p in curated_serial.rglob("part-*.parquet")}
     assert after == before  # no part rewritten, none added
     assert sorted(read(curated_serial, "shards").column("clip_id").to_pylist()) == clips_before
-    assert manifest["runs"][-1]["new_files"] == 0 and manifest["runs"][-1]["skipped_done"] == 10
+    assert manifest["runs"][-1]["new_files"] == 0 and manifest["runs"][-1]["skipped_done"] == 15

@@ -107,4 +107,29 @@ def test_stage_runs_learned_scorer_on_real_clip(tiny_ckpts, media_dir):
     stage.process([item])
     assert not item.rejects, item.rejects
     assert seg.asd_scorer.startswith("light-asd:tiny.safetensors@") and np.isfinite(seg.asd_score)
-    assert abs(seg.asd_lag_s) <= 0.2 + 1e-9 and item.provenance["models"]["asd"] == seg.asd_scorer
+    assert item.provenance["models"]["asd"] == seg.asd_scorer
+    assert seg.asd_lag_s * 25 == pytest.approx(round(seg.asd_lag_s * 25), abs=1e-6)  # whole 40 ms video frames
+
+
+def test_crops_are_taken_at_the_models_25_hz_whatever_the_track_rate(media_dir):
+    """Light-ASD pairs each face with 40 ms of MFCCs. A track sampled at 30 Hz (faces.sample_fps)
+    used to give 30 crops per second against 25 frames' worth of audio: a 20 % drift. The crops of
+    a 30 Hz track now match those of a 25 Hz track of the same clip, frame for frame."""
+    from blendshape_fit.landmarker import FaceLandmarkExtractor
+    from stages.asd import build_tracks_from_landmarks, slice_track
+    from stages.asd_learned import MODEL_FPS, crop_track_faces
+
+    path = media_dir / "videoretalking_face4.mp4"  # a 30 fps source
+    crops = {}
+    for fps in (25.0, 30.0):
+        with FaceLandmarkExtractor(fps=fps, max_side_px=640) as ex:
+            (track,) = build_tracks_from_landmarks(ex.extract(str(path), 0.0, 2.0))
+        idx = slice_track(track, 0.0, 2.0)
+        crops[fps], t0 = crop_track_faces(str(path), track, idx)
+        assert t0 == pytest.approx(track.times_s[idx[0]])
+        assert len(crops[fps]) == pytest.approx((track.times_s[idx[-1]] - t0) * MODEL_FPS + 1, abs=1)
+    n = min(len(crops[25.0]), len(crops[30.0]))
+    assert abs(len(crops[25.0]) - len(crops[30.0])) <= 1 and n >= 45
+    diff = np.abs(crops[25.0][:n].astype(np.float32) - crops[30.0][:n].astype(np.float32)).mean()
+    shifted = np.abs(crops[25.0][5:n].astype(np.float32) - crops[30.0][:n - 5].astype(np.float32)).mean()
+    assert diff < 0.5 * shifted, (diff, shifted)  # the same instants, not frames 0.2 s apart

@@ -15,7 +15,9 @@ overlap of the two spans (the length rule need not hit the real length exactly).
 Noise baseline (the fair one): Gaussian noise with the target span's own per-bin mean and std
 (``N(mu_bin, sigma_bin)``). Plain ``N(0, 1)`` would be beaten by anything near the log-mel's
 level (about -5), while matched noise already has the right spectral envelope and level, so
-beating it needs frame-wise structure of the target. Mean L1 per bin and frame, log-mel units.
+beating it needs frame-wise structure of the target. The per-bin mean itself (the best constant
+spectrum) beats matched noise, so the generation must beat it as well. Mean L1 per bin and frame,
+log-mel units.
 """
 
 from __future__ import annotations
@@ -145,3 +147,7 @@ def test_generation_of_a_training_clip_is_closer_to_it_than_noise(run: Path, sha
     gen_l1 = float(np.abs(result.mel[:n] - target).mean())
     noise_l1 = float(np.abs(noise - target).mean())
     assert gen_l1 < noise_l1, f"generated L1 {gen_l1:.3f} vs matched-noise L1 {noise_l1:.3f} over {n} frames"
+    # The per-bin mean (the best constant spectrum) already beats matched noise: a model that ignores
+    # the text and the time could pass the line above. The generation must beat that constant too.
+    mean_l1 = float(np.abs(target.mean(0) - target).mean())
+    assert gen_l1 < mean_l1, f"generated L1 {gen_l1:.3f} vs the per-bin mean's {mean_l1:.3f} over {n} frames"

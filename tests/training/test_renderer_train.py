@@ -101,7 +101,7 @@ def test_launcher_trains_resumes_and_round_trips(curated_shards: Path, tmp_path:
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000004", "step_00000005"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
-    assert all(np.isfinite(r["loss"]) and r["loss_mouth"] >= 0 for r in rows)
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["loss_mouth"]) for r in rows)
     state = json.loads((run / "checkpoints" / "step_00000005" / "state.json").read_text())
     assert state["step"] == 5 and state["kind"] == "warpgan" and state["config"]["model"]["image_size"] == 64
     # the resumed run continued from step 3's weights: its EMA moved on from them

@@ -160,9 +160,9 @@ class VGGPerceptual(nn.Module):
 def load_vgg_perceptual(path: str | None) -> VGGPerceptual | None:
     """The VGG loss with torchvision ``vgg19`` weights from ``path`` (``features.N.*`` keys), or None.
 
-    None (and an INFO log line saying the VGG perceptual loss is skipped) when ``path`` is unset
-    or missing: no download is ever attempted. A file that is present but does not hold VGG-19
-    weights is an error.
+    None (and an INFO log line saying the VGG perceptual loss is skipped) when ``path`` is unset:
+    no download is ever attempted. A path that was given but does not exist, or a file that does
+    not hold VGG-19 weights, is an error: a model the user configured never drops out quietly.
     """
     if not path:
         log.info("VGG perceptual loss skipped: loss.vgg_weights_path is not set "
@@ -170,8 +170,9 @@ def load_vgg_perceptual(path: str | None) -> VGGPerceptual | None:
         return None
     p = Path(path).expanduser()
     if not p.is_file():
-        log.info("VGG perceptual loss skipped: no weights at %s", p)
-        return None
+        raise FileNotFoundError(f"loss.vgg_weights_path={path!r} does not exist: point it at a local torchvision "
+                                "vgg19 state dict, or unset it (or set loss.vgg_weight: 0) to train without the "
+                                "VGG perceptual loss")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(str(p))
