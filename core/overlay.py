@@ -29,7 +29,7 @@ RANGE_RULES: tuple[tuple[tuple[str, ...], float, float, bool], ...] = (
     (("_cos",), -1.0, 1.0, False),
     (("fps", "_hz"), 0.0, math.inf, True),
     (("_s",), 0.0, math.inf, False),
-    (("_threads", "_px", "_pixels", "_frames", "_windows", "_per_shard", "_per_row_group", "beam_size", "max_faces",
+    (("_threads", "_px", "_pixels", "_frames", "_windows", "_retries", "_per_shard", "_per_row_group", "beam_size", "max_faces",
       "batch_size"), 0.0, math.inf, False),
 )
 

@@ -52,6 +52,7 @@ class RunConfig:
     ray_address: str | None = None  # None: join RAY_ADDRESS if set, else start an embedded local Ray
     local_num_cpus: int | None = None  # CPUs for the embedded local Ray (default: all)
     fuse_stages: bool = True  # run consecutive CPU stages as one Ray operator (one actor pool)
+    max_task_retries: int = 2  # retries of a batch whose Ray worker died (crash, OOM, lost node); then errors/
     verify: bool = True  # end every run with `omnitalker verify OUT` (without FLAC decoding) -> OUT/verify.json
 
 

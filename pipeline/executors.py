@@ -8,11 +8,13 @@ input file), so a file's segments never straddle two commits.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,7 +31,7 @@ from stages.diarize import DiarizeStage
 from stages.dnsmos import DnsmosStage
 from stages.faces import FaceTrackStage
 from stages.framing import FramingStage
-from stages.item import FileItem
+from stages.item import FileItem, Reject
 from stages.mel import MelStage
 from stages.probe import ProbeStage
 from stages.scene import SceneCutStage
@@ -251,16 +253,32 @@ def init_ray(cfg: CurateConfig, plans: list[OperatorPlan], worker_logs: bool = F
     return f"local ({num_cpus} logical CPUs)"
 
 
-def _map_plan(ds, plan: OperatorPlan):
+def _map_plan(ds, plan: OperatorPlan, retries: int = 2):
+    """One operator. Fault tolerance, set deliberately (docs/cluster.md): an actor whose process or
+    node dies is always recreated (``max_restarts=-1``), and the batch it held is retried ``retries``
+    more times on a live one (``max_task_retries``; ``max_retries`` for tasks). A file that kills its
+    worker every time is therefore given up after ``retries + 1`` attempts instead of looping for
+    ever; :func:`run_ray` records it in errors/ and the next run tries again."""
     from ray.data import ActorPoolStrategy
 
     r = plan.resources
     common = dict(batch_size=r.batch_size, batch_format="numpy", num_cpus=r.num_cpus,
                   num_gpus=r.num_gpus or None, zero_copy_batch=False)
-    if plan.uses_actor:
-        return ds.map_batches(_StageActor, fn_constructor_args=(plan.stages,),
-                              compute=ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors), **common)
-    return ds.map_batches(_StageTask(plan.stages), **common)
+    with quiet_remote_args_warning():
+        if plan.uses_actor:
+            return ds.map_batches(_StageActor, fn_constructor_args=(plan.stages,),
+                                  compute=ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors),
+                                  max_restarts=-1, max_task_retries=retries, **common)
+        return ds.map_batches(_StageTask(plan.stages), max_retries=retries, **common)
+
+
+@contextlib.contextmanager
+def quiet_remote_args_warning() -> Iterator[None]:
+    """Ray 2.60 warns that extra ``map_batches`` kwargs (``ray_remote_args``) are deprecated, but it
+    has no named parameter for the retry settings: the warning would only clutter the terminal."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`ray_remote_args` is deprecated")
+        yield
 
 
 def _dataset_of(items: list[FileItem]):
@@ -276,15 +294,36 @@ def probe_ray(items: list[FileItem], stage: ProbeStage) -> list[FileItem]:
 
 
 def run_ray(items: list[FileItem], plans: list[OperatorPlan], spec: CommitSpec,
-            files_per_commit: int) -> Iterator[CommitSummary]:
-    """Stream the files through the operators on Ray Data; yield each commit as it lands."""
+            files_per_commit: int, retries: int = 2) -> Iterator[CommitSummary]:
+    """Stream the files through the operators on Ray Data; yield each commit as it lands.
+
+    A file whose batch failed past its retries (its worker process or node died each time) is a
+    lost block: Ray Data goes on with the others (``max_errored_blocks=-1``), and the file is
+    committed here, at the end, as an error attempt (errors/), so it is retried by the next run.
+    """
+    from ray.data import DataContext
+
+    DataContext.get_current().max_errored_blocks = -1
     ds = _dataset_of(items)
     for plan in plans:
-        ds = _map_plan(ds, plan)
+        ds = _map_plan(ds, plan, retries)
     # Committing is light I/O (FLAC, Parquet): it must not wait for a core the actor pools hold.
-    ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
-                        zero_copy_batch=False)
+    with quiet_remote_args_warning():
+        ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
+                            zero_copy_batch=False, max_retries=retries)
+    done: set[str] = set()
     for row in ds.iter_rows():
-        yield CommitSummary(**json.loads(row["summary"]))
+        summary = CommitSummary(**json.loads(row["summary"]))
+        done.update(summary.paths)
+        yield summary
+    lost = [i for i in items if i.source_path not in done]
+    if lost:
+        log.error("%d file(s) lost their worker %d times (a crash or a lost node): recorded in errors/",
+                  len(lost), retries + 1)
+        for item in lost:
+            item.reject_file(Reject(stage="worker", reason="error",
+                                    detail=f"the worker processing this file died {retries + 1} times (process "
+                                           "crash, out of memory, or a lost node); the next run retries it"))
+        yield spec.commit(lost)
 
 

@@ -156,7 +156,8 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
             errors += summary.n_errors
             progress.update(summary)
         if fresh:
-            runs = (run_ray(fresh, plans, spec, cfg.run.files_per_shard) if executor == "ray"
+            runs = (run_ray(fresh, plans, spec, cfg.run.files_per_shard, cfg.run.max_task_retries)
+                    if executor == "ray"
                     else run_serial(fresh, stages, spec, cfg.run.files_per_shard))
             for summary in runs:
                 errors += summary.n_errors

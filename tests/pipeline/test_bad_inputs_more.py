@@ -3,6 +3,7 @@ the job, none vanishes. docs/robustness.md lists them with the outcome each test
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -178,3 +179,18 @@ def test_a_truncated_mkv_keeps_what_decodes_or_says_why(media_dir, tmp_path):
     n = len(decoded.samples)
     assert np.allclose(decoded.samples[: n // 2], whole.samples[: n // 2], atol=1e-4)
 
+
+
+def test_audio_much_shorter_than_its_video(media_dir, tmp_path):
+    """6 s of video over 1 s of audio: the audio's own length is what is decoded and measured (no
+    invented samples), probe records both, and the file is explained (vad: too short for a clip)."""
+    x, sr = speech(media_dir)
+    path = write_av(tmp_path / "short_audio.mp4", 150, [x[:sr]], sr)
+    out = tmp_path / "out"
+    assert main(["--input", str(path), "--output", str(out), "--executor", "serial", "--no-progress"]) == 0
+    store = OutputStore(str(out))
+    (src,) = store.read_table("sources").to_pylist()
+    assert src["status"] == "rejected" and src["duration_s"] == pytest.approx(1.0, abs=0.05)
+    assert json.loads(src["probe"])["duration_s"] >= 5.9  # the container's (video) length
+    reasons = {(r["stage"], r["reason"]) for r in store.read_table("rejects").to_pylist()}
+    assert ("vad", "too_short") in reasons or ("vad", "no_speech") in reasons
