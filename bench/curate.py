@@ -63,12 +63,35 @@ def make_copies(paths: list[str], repeat: int, folder: Path) -> str:
     return str(folder)
 
 
+def sweep_actors(input_spec: str, cfg, counts: list[int]) -> None:
+    """Wall time of the Ray job with N CPUs (so up to N stage actors) for each N; scaling efficiency."""
+    import ray
+
+    rows = []
+    for n in counts:
+        cfg.run.local_num_cpus = n
+        with tempfile.TemporaryDirectory() as tmp:
+            ray.init(num_cpus=n, include_dashboard=False, logging_level="WARNING")
+            t0 = time.perf_counter()
+            manifest = curate(input_spec, f"{tmp}/out", cfg, executor="ray", show_progress=False)
+            wall = time.perf_counter() - t0
+            ray.shutdown()
+        rows.append((n, wall, manifest["hours_in"] * 3600 / wall))
+    base = rows[0][2] / rows[0][0]
+    print(f"\n{'CPUs':>5} {'wall s':>8} {'input s / wall s':>17} {'efficiency':>11}  (vs {rows[0][0]} CPU(s) x N)")
+    for n, wall, rate in rows:
+        print(f"{n:>5} {wall:>8.1f} {rate:>17.2f} {100 * rate / (base * n):>10.0f} %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", default=str(REPO / ".." / "shared" / "data" / "media"))
     ap.add_argument("--cpus", type=int, default=2, help="CPUs for the embedded Ray run")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="distinct copies of every input to curate")
+    ap.add_argument("--actors", default=None,
+                    help="comma list, e.g. 1,4,8,16: only the scaling sweep, a local Ray of N CPUs for each N "
+                         "(throughput and efficiency against N x the 1-CPU rate; issue #15 goal >= 75 %% at 16)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, as for omnitalker curate (repeatable)")
     args = ap.parse_args()
@@ -77,6 +100,9 @@ def main() -> None:
     if copies is not None:
         args.input = make_copies([f.path for f in list_inputs(args.input)], args.repeat, Path(copies.name))
     paths = [f.path for f in list_inputs(args.input)]
+    if args.actors:
+        sweep_actors(args.input, cfg, [int(n) for n in args.actors.split(",")])
+        return
 
     cpu, audio_s, items = run_standalone(paths, cfg)
     stage_sum = sum(cpu.values())

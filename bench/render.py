@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 
+from bench.learned_render import measure_learned_fps  # noqa: E402
 from blendshape_fit.landmarker import FaceLandmarkExtractor, iterate_grid_frames  # noqa: E402
 from inference.render import extract_drive_codes  # noqa: E402
 from inference.video_io import read_image_rgb  # noqa: E402
@@ -69,48 +70,6 @@ def measure_fps(size: int, n_frames: int) -> tuple[float, float]:
     for _ in rend.render(codes, retarget=False):
         pass
     return n_frames / (time.perf_counter() - t0), prep
-
-
-def measure_learned_fps(config: str, batch: int, device: str, n_frames: int, threads: int | None = None,
-                        bf16: bool = False) -> float:
-    """Frames/s of the learned renderer's per-frame work (random init; source features encoded once)."""
-    import torch
-
-    from model.renderer.warpgan import WarpGanRenderer, paper_config, tiny_config
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        model = WarpGanRenderer(tiny_config() if config == "tiny" else paper_config()).to(device).eval()
-        s = model.cfg.image_size
-        src = torch.rand(1, 3, s, s, device=device)
-        src_codes = torch.zeros(1, 61, device=device)
-        drv = torch.zeros(batch, 61, device=device)
-        drv[:, 24] = 0.4  # jawOpen
-        drv[:, 52] = 0.1  # yaw, radians
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device == "cuda")
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        with torch.no_grad(), autocast:
-            feats = model.encode_source(src)
-            src_b, feats_b = src.expand(batch, -1, -1, -1), [f.expand(batch, -1, -1, -1) for f in feats]
-            codes_b = src_codes.expand(batch, -1)
-
-            def step() -> None:
-                model.render_from_features(src_b, feats_b, codes_b, drv)["image"].clamp(0, 1)
-
-            for _ in range(2 if device == "cuda" else 1):  # warm-up (allocator, cuDNN autotune)
-                step()
-            sync()
-            n_iter = max(1, n_frames // batch)
-            t0 = time.perf_counter()
-            for _ in range(n_iter):
-                step()
-            sync()
-        return n_iter * batch / (time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
 
 
 def print_learned_fps(n_frames: int) -> None:
