@@ -157,13 +157,31 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
+EXTENDS = "extends"  # top-level YAML key: another config file (relative to this one) applied first
+
+
+def read_yaml_chain(path: str | Path, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The mappings of ``path`` and of the files it ``extends``, base first."""
+    p = Path(path).resolve()
+    if p in seen:
+        raise ConfigError(f"{path}: 'extends' loops back to itself ({' -> '.join(str(s) for s in seen)})")
+    with open(p, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = data.pop(EXTENDS, None)
+    chain = read_yaml_chain(p.parent / base, (*seen, p)) if base else []
+    return [*chain, data]
+
+
 def load_layered_config(defaults: T, path: str | Path | None = None, overrides: list[str] | None = None,
                         mapping_fields: dict[str, type] | None = None) -> T:
-    """``defaults``, then the YAML file at ``path``, then ``key.sub=value`` overrides; unknown keys raise."""
+    """``defaults``, then the YAML file at ``path`` (after the files it ``extends``), then ``key.sub=value``
+    overrides; unknown keys and wrong values raise :class:`ConfigError`."""
     cfg = defaults
     if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            cfg = overlay_config(cfg, yaml.safe_load(fh) or {}, mapping_fields=mapping_fields)
+        for layer in read_yaml_chain(path):
+            cfg = overlay_config(cfg, layer, mapping_fields=mapping_fields)
     for text in overrides or []:
         cfg = overlay_config(cfg, parse_override(text), mapping_fields=mapping_fields)
     return cfg

@@ -83,3 +83,26 @@ def test_curate_exits_2_before_any_work_on_a_bad_value(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--input", str(tmp_path), "--output", str(out), "--set", "faces.sample_fps=abc"]) == 2
     assert "faces.sample_fps" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_gpu_preset_extends_the_default_and_gives_whisper_its_own_gpu_pool():
+    from pipeline.executors import build_stages, plan_operators
+
+    gpu = load_config(REPO / "configs" / "curate_gpu.yaml")
+    base = load_config(REPO / "configs" / "curate.yaml")
+    assert (gpu.asr.device, gpu.asr.compute_type) == ("cuda", "float16")
+    assert gpu.vad == base.vad and gpu.sync == base.sync  # everything else is curate.yaml's
+    plans = plan_operators(build_stages(gpu), fuse=True)
+    (asr_plan,) = [p for p in plans if any(s.name == "asr" for s in p.stages)]
+    assert [s.name for s in asr_plan.stages] == ["asr"] and asr_plan.resources.num_gpus == 0.5
+    assert len(plans) == 3  # CPU stages before and after whisper stay fused
+
+
+def test_extends_loops_and_bad_layers_are_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="loops back"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text(f"extends: {REPO / 'configs' / 'curate.yaml'}\nvad:\n  threshold: seven\n")
+    with pytest.raises(ValueError, match="'vad.threshold'"):
+        load_config(tmp_path / "c.yaml")
