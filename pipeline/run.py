@@ -148,6 +148,9 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     log.info("%d inputs: %d to probe, %d already done (%s)", len(inputs), len(items), skipped_done, label)
     probed = (probe_ray if executor == "ray" else probe_serial)(items, probe_stage) if items else []
     fresh, early, n_done, n_dup = split_probed(probed, done_shas)
+    # Longest first: on a pool of actors the job then ends with short files in flight, not with one
+    # long file on one actor while the others idle (the clips do not depend on the order).
+    fresh.sort(key=lambda i: (-i.probe.duration_s, i.source_path))
     total_hours = sum(i.probe.duration_s for i in fresh) / 3600
     errors = 0
     with CurateProgress(len(fresh) + len(early), total_hours, show_progress) as progress:

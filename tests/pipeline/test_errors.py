@@ -93,7 +93,7 @@ def test_the_same_bytes_under_two_names_are_processed_once(media_dir, tmp_path):
 
 
 def test_a_full_disk_mid_commit_is_a_clear_error_and_the_rerun_completes(media_dir, tmp_path):
-    """RLIMIT_FSIZE stands in for a full disk: the first file's parts fit, the talking clip's shard
+    """RLIMIT_FSIZE stands in for a full disk: the small file's parts fit, the talking clip's shard
     does not. The run exits 1 naming the file it could not write, leaves no temporary file and no
     sources row for the failed commit; the same command without the limit finishes the job."""
     import resource
@@ -119,8 +119,9 @@ def test_a_full_disk_mid_commit_is_a_clear_error_and_the_rerun_completes(media_d
     assert full.returncode == 1, full.stderr[-2000:]
     assert "cannot write" in full.stderr and "run the same command again" in full.stderr
     assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary file left behind
-    done = read_all(out, SOURCES)
-    assert [r["source_path"].rsplit("/", 1)[-1] for r in done] == ["a_small.mpg"]  # only what fully committed
+    done = {r["source_path"].rsplit("/", 1)[-1] for r in read_all(out, SOURCES)}
+    assert "b_talking.mp4" not in done and done <= {"a_small.mpg"}  # only what fully committed counts as done
+    assert verify_output(str(out)).ok  # what is there is consistent: no half commit
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     assert sorted(r["source_path"].rsplit("/", 1)[-1] for r in read_all(out, SOURCES)) == ["a_small.mpg",
