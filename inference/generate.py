@@ -25,6 +25,11 @@ Method (OmniTalker / F5-TTS infilling):
    mono PCM16, ``(N_gen - 1) * 256`` samples, see ``model/vocoder.py``).
 
 CLI: ``python -m inference.generate --ckpt RUN_DIR --ref REF [--shards OUT/shards] --text "..." --out DIR``.
+
+``--model styletalker`` (``inference/styletalker_generate.py``): ``--ckpt`` is a ``train-styletalker`` run,
+``--audio`` is required, the codes come from the StyleTalker motion model (``--seed``, ``--temperature``,
+``--drive CLIP_ID|VIDEO``), and the same ``<name>.npz`` (``mel`` = the speech's log-mel, ``n_ref`` 0),
+``<name>.wav`` (the given speech) and, with ``--render``, ``<name>.mp4`` are written.
 """
 
 from __future__ import annotations
@@ -197,6 +202,9 @@ def load_checkpoint_for_generation(ckpt: str, device: str = "cpu"
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="omnitalker generate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("dit", "styletalker"), default="dit",
+                    help="dit: OmniTalker (text or --audio); styletalker: the StyleTalker motion model "
+                         "(--audio required, codes only)")
     ap.add_argument("--ckpt", required=True, help="run folder (newest checkpoint) or a checkpoint folder")
     ap.add_argument("--ref", required=True, help="a clip_id in --shards, or a short video file")
     ap.add_argument("--shards", default=None, help="curated OUT/shards folder (for a clip_id reference)")
@@ -211,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--visual-scale", type=float, default=None, help="CFG scale of the reference codes")
     ap.add_argument("--sway", type=float, default=None, help="sway sampling coefficient (e.g. -1); default uniform")
     ap.add_argument("--seed", type=int, default=0, help="noise seed")
+    ap.add_argument("--temperature", type=float, default=1.0, help="styletalker: scale of the prior's base noise "
+                    "(0 = the flow's deterministic path)")
+    ap.add_argument("--drive", default=None, help="styletalker: a clip_id in --shards or a video whose head, eye "
+                    "and brow motion drives the output (posterior mean); lips still follow --audio")
     ap.add_argument("--duration", type=float, default=None, help="seconds to generate (default: text-length rule)")
     ap.add_argument("--language", default=None, help="ISO 639-1 of --text (default: the reference's)")
     ap.add_argument("--max-ref-s", type=float, default=ReferenceConfig.max_ref_s, help="seconds: video reference cap")
@@ -232,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     """``omnitalker generate``: print a JSON summary of what was written."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.model == "styletalker":
+        return main_styletalker(args)
+    if args.drive is not None:
+        raise SystemExit("omnitalker generate: --drive needs --model styletalker")
     model, model_cfg, vocab, scaler = load_checkpoint_for_generation(args.ckpt, args.device)
     scales = {k: v for k, v in (("text_scale", args.text_scale), ("audio_scale", args.audio_scale),
                                 ("visual_scale", args.visual_scale)) if v is not None}
@@ -267,6 +283,46 @@ def main(argv: list[str] | None = None) -> int:
             shards_dir=args.shards if is_clip else None)
     info.update(reference=ref.summary(), text_model=result.text_model, sampler=sampler.__dict__,
                 seconds={"reference": round(ref_s, 3), "sample": round(result.seconds, 3)})
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+    return 0
+
+
+def main_styletalker(args: argparse.Namespace) -> int:
+    """``--model styletalker``: codes for ``--audio`` from the StyleTalker motion model; same outputs as the DiT path."""
+    from inference.styletalker_generate import generate_styletalker_codes, load_model
+
+    if not args.audio:
+        raise SystemExit("omnitalker generate: --model styletalker needs --audio (it is audio-driven)")
+    try:
+        model, model_id = load_model(args.ckpt, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"omnitalker generate --model styletalker: --ckpt {args.ckpt}: {e}") from e
+    t0 = time.perf_counter()
+    ref_cfg = ReferenceConfig(max_ref_s=args.max_ref_s, curate_config=args.curate_config, language=args.language)
+    ref = load_reference(args.ref, args.shards, ref_cfg)
+    drive = load_reference(args.drive, args.shards, ref_cfg) if args.drive else None
+    ref_s = time.perf_counter() - t0
+    driving_audio, driving_mel = load_driving_audio(args.audio)
+    out = generate_styletalker_codes(model, driving_mel, ref.codes, args.seed, args.temperature,
+                                     drive.codes if drive is not None else None, model_id)
+    result = GenerationResult(mel=driving_mel, codes=out.codes, full_mel=driving_mel, full_codes=out.codes, n_ref=0,
+                              text=args.text, text_model="", text_ids=[], seconds=out.seconds)
+    name = sanitize_name(args.name or f"{ref.name}_gen")
+    info = write_outputs(result, args.out, name, None, reference=ref.name)
+    wav = Path(args.out) / f"{name}.wav"
+    sf.write(wav, driving_audio, AUDIO_SR, subtype="PCM_16")
+    info.update(wav=str(wav), n_samples=int(len(driving_audio)), mode="audio-driven", model="styletalker",
+                styletalker={"ckpt": model_id, "motion": out.mode, "seed": args.seed, "temperature": args.temperature,
+                             "drive": drive.summary() if drive is not None else None})
+    if args.render:
+        from inference.render import render_codes_to_mp4
+
+        is_clip = not Path(args.ref).exists()
+        info["render"] = render_codes_to_mp4(
+            args.ref, result.codes, FRAME_RATE_TEXT, info.get("wav"), Path(args.out) / f"{name}.mp4",
+            fps=args.render_fps, size=args.render_size, renderer=args.renderer, ckpt=args.render_ckpt,
+            shards_dir=args.shards if is_clip else None)
+    info.update(reference=ref.summary(), seconds={"reference": round(ref_s, 3), "sample": round(out.seconds, 3)})
     print(json.dumps(info, indent=2, ensure_ascii=False))
     return 0
 

@@ -5,6 +5,7 @@ Commands:
   train     train the OmniTalker DiT on the shards (= ``python -m launchers.train``)
   train-renderer  train the warp-GAN renderer (= ``python -m launchers.train_renderer``)
   train-sync  train the lip-sync model (= ``python -m launchers.train_sync``)
+  train-styletalker  train the StyleTalker motion model (= ``python -m launchers.train_styletalker``)
   generate  text + reference to mel, codes and wav (= ``python -m inference.generate``)
   inspect   the shard-inspection dashboard on 127.0.0.1 (= ``streamlit run dashboards/app.py -- OUT``)
   render    reference + codes, or a driving video, to mp4 (= ``python -m inference.render``)
@@ -23,7 +24,9 @@ COMMANDS = {
                        "(= python -m launchers.train_renderer)"),
     "train-sync": ("launchers.train_sync", "train the lip-sync model on curated shards "
                    "(= python -m launchers.train_sync)"),
-    "generate": ("inference.generate", "text + reference -> mel, codes, wav [, mp4] (= python -m inference.generate)"),
+    "train-styletalker": ("launchers.train_styletalker", "train the StyleTalker motion model (lip stream + motion "
+                          "VAE) on curated shards (= python -m launchers.train_styletalker)"),
+    "generate": ("inference.generate", "text or speech + reference -> mel, codes, wav [, mp4]; --model dit|styletalker (= python -m inference.generate)"),
     "inspect": ("dashboards.launch", "inspect a curation output folder in a local web app "
                 "(= streamlit run dashboards/app.py -- OUT)"),
     "verify": ("pipeline.verify", "check a curation output folder: every input once, ids, lengths, CRCs, "

@@ -1,0 +1,140 @@
+"""train-styletalker on synthetic shards: the loss falls, the KL stays open, the run resumes, the YAML configs
+load, and ``omnitalker generate --model styletalker`` writes the DiT path's npz for a real wav."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference.generate import load_driving_audio
+from inference.generate import main as generate_main
+from launchers.train_styletalker import main
+from model.styletalker.io import load_styletalker
+from shards.codes import CODE_DIM, POSE_SLICE
+from tests.training.shard_fixtures import clip_id_of, write_shard_set
+from training.styletalker_data import StyleTalkerDataConfig, load_motion_clips, sample_motion_batch
+from training.styletalker_loop import StyleTalkerTrainConfig, load_styletalker_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "styletalker_tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def st_shards(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("styletalker") / "shards"
+    write_shard_set(out, n_files=1, clips_per_file=8, min_frames=200, max_frames=400)
+    return out
+
+
+@pytest.fixture(scope="module")
+def st_run(st_shards, tmp_path_factory) -> Path:
+    """A tiny run trained 100 steps through the CLI in two invocations (60, then resumed to 100)."""
+    run = tmp_path_factory.mktemp("st_run") / "run"
+    args = ["--shards", str(st_shards), "--config", TINY, "--out", str(run), "--set", "logging.ckpt_every_steps=20"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: set up before the function-scoped one_torch_thread
+    try:
+        assert main([*args, "--max-steps", "60"]) == 0
+        assert main([*args, "--max-steps", "100"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+def test_configs_load():
+    assert load_styletalker_config(REPO / "configs" / "styletalker_paper.yaml") == StyleTalkerTrainConfig()
+    tiny = load_styletalker_config(TINY)
+    assert tiny.model.hidden < StyleTalkerTrainConfig().model.hidden and tiny.data.window_frames >= 40
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_styletalker_config(TINY, ["model.latentdim=3"])
+
+
+def test_batches_take_reference_elsewhere_in_the_same_clip(st_shards):
+    cfg = StyleTalkerDataConfig(batch_size=16, window_frames=80, ref_frames=48)
+    clips, held = load_motion_clips(str(st_shards), cfg)
+    assert len(clips) == 8 and not held
+    b = sample_motion_batch(clips, cfg, np.random.default_rng(0))
+    assert b["mel"].shape == (16, 80, 100) and b["codes"].shape == (16, 80, CODE_DIM) and b["ref"].shape == (16, 48, CODE_DIM)
+    for i in range(16):
+        c = clips[int(b["clip"][i])]
+        p, q = int(b["pos"][i]), int(b["ref_pos"][i])
+        np.testing.assert_array_equal(b["codes"][i].numpy(), c.codes[p:p + 80])
+        np.testing.assert_array_equal(b["ref"][i].numpy(), c.codes[q:q + 48])
+        assert q + 48 <= p or q >= p + 80  # clips of >= 200 frames always have room elsewhere
+
+
+def test_training_falls_resumes_and_keeps_kl_open(st_run, st_shards, capsys):
+    rows = [json.loads(line) for line in (st_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(10, 101, 10))  # resumed at 60, not restarted
+    assert {"elbo", "recon", "kl", "sync", "loss"} <= set(rows[0])
+    assert rows[-1]["elbo"] < 0.5 * rows[0]["elbo"], (rows[0]["elbo"], rows[-1]["elbo"])
+    assert all(r["kl"] > 0.5 for r in rows[2:]), [r["kl"] for r in rows]  # nats per frame: not collapsed
+    assert all(0.0 < r["sync"] < 2.0 for r in rows)
+    assert (st_run / "checkpoints" / "step_00000100" / "ema.safetensors").is_file()
+    assert main(["--shards", str(st_shards), "--config", TINY, "--out", str(st_run), "--max-steps", "100"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert main(["--shards", str(st_shards), "--config", "nope.yaml", "--out", str(st_run)]) == 2
+
+
+def test_drive_mode_follows_the_driver_pose(st_run, st_shards):
+    model, model_id = load_styletalker(st_run)
+    assert model_id.endswith("step_00000100")
+    clips, _ = load_motion_clips(str(st_shards), StyleTalkerDataConfig(window_frames=80, ref_frames=48))
+    clip, other = clips[0], clips[3]
+    drive = clip.codes[:120]
+    driven = model.sample(clip.mel[:120], other.codes[:48], 120, 1.0, torch.Generator().manual_seed(0), drive).numpy()
+    free = model.sample(clip.mel[:120], other.codes[:48], 120, 1.0, torch.Generator().manual_seed(0)).numpy()
+    pose = drive[:, POSE_SLICE]
+    err_drive = np.abs(driven[:, POSE_SLICE] - pose).mean()
+    err_free = np.abs(free[:, POSE_SLICE] - pose).mean()
+    assert err_drive < 0.5 * err_free and err_drive < 0.5 * pose.std(), (err_drive, err_free, pose.std())
+
+
+def test_generate_cli_styletalker(st_run, st_shards, media_dir, tmp_path, capsys):
+    wav = media_dir / "f5tts_basic_ref_en.wav"
+    _, mel = load_driving_audio(str(wav))
+    base = ["--model", "styletalker", "--ckpt", str(st_run), "--ref", clip_id_of(1), "--shards", str(st_shards),
+            "--audio", str(wav), "--out", str(tmp_path)]
+
+    def gen(*extra: str) -> tuple[dict, np.ndarray]:
+        assert generate_main([*base, *extra]) == 0
+        info = json.loads(capsys.readouterr().out)
+        with np.load(info["npz"]) as z:
+            assert z["mel"].shape == (mel.shape[0], 100) and str(z["frame_rate"]) == "24000/256"
+            return info, z["codes"]
+
+    info, a = gen("--seed", "3", "--name", "a")
+    assert a.shape == (mel.shape[0], CODE_DIM) and np.isfinite(a).all()
+    assert info["model"] == "styletalker" and Path(info["wav"]).is_file()
+    _, b = gen("--seed", "3", "--name", "b")
+    _, c = gen("--seed", "4", "--name", "c")
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+    info, d = gen("--drive", clip_id_of(2), "--name", "d")
+    assert info["styletalker"]["motion"] == "drive" and d.shape == a.shape
+    with pytest.raises(SystemExit, match="needs --audio"):
+        generate_main([*base[:8], "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        generate_main([*base[:2], "--ckpt", str(tmp_path / "none"), *base[4:]])
+
+
+@pytest.mark.slow
+def test_ray_train_two_cpu_workers(st_shards, tmp_path):
+    """DDP through Ray Train (2 CPU workers): both ranks step, rank 0 writes the checkpoint."""
+    ray = pytest.importorskip("ray")
+    run = tmp_path / "run"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["--shards", str(st_shards), "--config", TINY, "--out", str(run), "--max-steps", "4",
+                     "--num-workers", "2", "--set", "logging.log_every_steps=2", "--set", "logging.ckpt_every_steps=4",
+                     "--set", "torch_threads=1"]) == 0
+    finally:
+        ray.shutdown()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(r["world_size"] == 2 for r in rows)
+    assert (run / "checkpoints" / "step_00000004" / "ema.safetensors").is_file()
