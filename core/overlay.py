@@ -68,14 +68,13 @@ def check_value(key: str, value: Any, hint: Any) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return check_value(key, value, arg)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue  # try the union's next type
         raise ConfigError(f"config key '{key}': expected {describe_type(hint)}, got {value!r}")
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):

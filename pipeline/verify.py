@@ -161,25 +161,20 @@ def verify_output(out: str, decode_audio: bool = True) -> Report:
         if r["n_clips"] != clips_of.get(r["source_sha256"], 0) and r["status"] != "duplicate":
             report.fail("accounting", f"{r['source_path']}: n_clips {r['n_clips']} but "
                                       f"{clips_of.get(r['source_sha256'], 0)} clips in the shards")
+    errored: set[str] = set()
     for sub in (REJECTS, ERRORS):
         for path in store.list_parts(sub):
-            got = read_part(store, path, report, ["source_sha256"])
+            got = read_part(store, path, report, ["source_sha256", "source_path"])
             if got is None:
                 continue
             report.counts[sub] += got[0].num_rows
             if sub == REJECTS:
                 for sha in set(got[0].column("source_sha256").to_pylist()) - known_sha:
                     report.fail("accounting", f"{path}: ledger rows of {sha[:12]}, which has no sources row")
-    report.counts["pending_errors"] = len(set(r["source_path"] for r in (store.read_table(ERRORS, ["source_path"])
-                                                                          or _empty()).to_pylist())
-                                          - set(by_path))
+            else:
+                errored |= set(got[0].column("source_path").to_pylist())
+    report.counts["pending_errors"] = len(errored - set(by_path))  # failed attempts no later run committed
     return report
-
-
-def _empty():
-    import pyarrow as pa
-
-    return pa.table({"source_path": pa.array([], pa.string())})
 
 
 def write_report(out: str, report: Report) -> dict[str, Any]:
