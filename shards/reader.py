@@ -18,14 +18,18 @@ Files whose names start with ``.`` are temporary and never read.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from core.media_io import is_uri, resolve
+from shards.codes import CODE_DIM
 from shards.schema import check_shard_metadata
+from shards.spec import N_MELS
 
 SHARDS, REJECTS, SOURCES = "shards", "rejects", "sources"  # sub-folders of an output folder
 ERRORS = "errors"  # attempts that failed with an error (a fault, not a reject): retried by the next run
@@ -106,6 +110,28 @@ def read_row(pf: pq.ParquetFile, path: str, row: int, columns: list[str] | None 
             return read_row_group(pf, path, rg, columns).slice(row - first, 1).to_pylist()[0]
         first += n
     return None
+
+
+def iterate_mel_code_clips(shards_dir: str, min_frames: int = 0, min_dnsmos_ovrl: float = 0.0
+                           ) -> Iterator[tuple[str, str, str, np.ndarray, np.ndarray]]:
+    """``(clip_id, source file name, shard path, mel (N, 100), codes (N, 61))`` of every clip that has
+    both, at least ``min_frames`` frames and DNSMOS OVRL >= ``min_dnsmos_ovrl``. A clip whose mel and
+    codes disagree in length is a :class:`ShardError` naming the shard (the trainers' shared reader)."""
+    fs, parts = list_shard_parts(shards_dir)
+    for path in parts:
+        pf = open_shard(path, fs)
+        for rg in range(pf.num_row_groups):
+            rows = read_row_group(pf, path, rg, ["clip_id", "source_path", "mel", "visual", "dnsmos_ovrl"]).to_pylist()
+            for row in rows:
+                if row["mel"] is None or row["visual"] is None or (row["dnsmos_ovrl"] or 0.0) < min_dnsmos_ovrl:
+                    continue
+                mel = np.asarray(row["mel"], np.float32).reshape(-1, N_MELS)
+                codes = np.asarray(row["visual"], np.float32).reshape(-1, CODE_DIM)
+                if mel.shape[0] != codes.shape[0]:
+                    raise ShardError(f"{path}: clip {row['clip_id']} has {mel.shape[0]} mel and "
+                                     f"{codes.shape[0]} visual frames")
+                if mel.shape[0] >= min_frames:
+                    yield row["clip_id"], posixpath.basename(row["source_path"] or ""), path, mel, codes
 
 
 def find_clip(shards_dir: str, clip_id: str, columns: list[str]) -> tuple[str, dict[str, Any]]:

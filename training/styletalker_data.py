@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from shards.codes import CODE_DIM
-from shards.reader import ShardError, list_shard_parts, open_shard, read_row_group
+from shards.reader import iterate_mel_code_clips
 from shards.spec import N_MELS
 
 
@@ -40,28 +40,11 @@ class MotionClip:
 
 def load_motion_clips(shards_dir: str, cfg: StyleTalkerDataConfig) -> tuple[list[MotionClip], list[MotionClip]]:
     """``(training clips, held-out clips)`` of at least ``window_frames`` frames; errors name the shard."""
-    fs, parts = list_shard_parts(shards_dir)
     train, held = [], []
     hold = {posixpath.basename(h) for h in cfg.holdout}
     need = max(cfg.window_frames, cfg.ref_frames)
-    for path in parts:
-        pf = open_shard(path, fs)
-        for rg in range(pf.num_row_groups):
-            rows = read_row_group(pf, path, rg, ["clip_id", "source_path", "mel", "visual", "dnsmos_ovrl"]).to_pylist()
-            for row in rows:
-                if row["mel"] is None or row["visual"] is None:
-                    continue
-                if (row["dnsmos_ovrl"] or 0.0) < cfg.min_dnsmos_ovrl:
-                    continue
-                mel = np.asarray(row["mel"], np.float32).reshape(-1, N_MELS)
-                codes = np.asarray(row["visual"], np.float32).reshape(-1, CODE_DIM)
-                if mel.shape[0] != codes.shape[0]:
-                    raise ShardError(f"{path}: clip {row['clip_id']} has {mel.shape[0]} mel and "
-                                     f"{codes.shape[0]} visual frames")
-                if mel.shape[0] < need:
-                    continue
-                source = posixpath.basename(row["source_path"] or "")
-                (held if source in hold else train).append(MotionClip(row["clip_id"], source, mel, codes))
+    for clip_id, source, _path, mel, codes in iterate_mel_code_clips(shards_dir, need, cfg.min_dnsmos_ovrl):
+        (held if source in hold else train).append(MotionClip(clip_id, source, mel, codes))
     return train, held
 
 

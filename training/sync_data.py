@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from model.sync.model import lip_features
-from shards.codes import CODE_DIM
-from shards.reader import ShardError, list_shard_parts, open_shard, read_row_group
+from shards.reader import iterate_mel_code_clips
 from shards.spec import N_MELS
 
 
@@ -47,28 +46,12 @@ class SyncClip:
 
 def load_sync_clips(shards_dir: str, window: int, cfg: SyncDataConfig) -> tuple[list[SyncClip], list[SyncClip]]:
     """``(training clips, held-out clips)`` long enough for a window and its shifts; errors name the shard."""
-    fs, parts = list_shard_parts(shards_dir)
     train, held = [], []
     hold = {posixpath.basename(h) for h in cfg.holdout}
-    for path in parts:
-        pf = open_shard(path, fs)
-        for rg in range(pf.num_row_groups):
-            t = read_row_group(pf, path, rg, ["clip_id", "source_path", "mel", "visual", "dnsmos_ovrl"]).to_pylist()
-            for row in t:
-                if row["mel"] is None or row["visual"] is None:
-                    continue
-                if (row["dnsmos_ovrl"] or 0.0) < cfg.min_dnsmos_ovrl:
-                    continue
-                mel = np.asarray(row["mel"], np.float32).reshape(-1, N_MELS)
-                codes = np.asarray(row["visual"], np.float32).reshape(-1, CODE_DIM)
-                if mel.shape[0] != codes.shape[0]:
-                    raise ShardError(f"{path}: clip {row['clip_id']} has {mel.shape[0]} mel and "
-                                     f"{codes.shape[0]} visual frames")
-                if mel.shape[0] < window + 2 * cfg.min_shift_frames:
-                    continue
-                source = posixpath.basename(row["source_path"])
-                clip = SyncClip(row["clip_id"], source, mel, lip_features(torch.from_numpy(codes)).numpy())
-                (held if source in hold else train).append(clip)
+    need = window + 2 * cfg.min_shift_frames
+    for clip_id, source, _path, mel, codes in iterate_mel_code_clips(shards_dir, need, cfg.min_dnsmos_ovrl):
+        clip = SyncClip(clip_id, source, mel, lip_features(torch.from_numpy(codes)).numpy())
+        (held if source in hold else train).append(clip)
     return train, held
 
 
