@@ -151,7 +151,7 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     # Longest first: on a pool of actors the job then ends with short files in flight, not with one
     # long file on one actor while the others idle (the clips do not depend on the order).
     fresh.sort(key=lambda i: (-i.probe.duration_s, i.source_path))
-    total_hours = sum(i.probe.duration_s for i in fresh) / 3600
+    total_hours = sum(i.probe.duration_s for i in fresh + early) / 3600  # what the commits will count
     errors = 0
     with CurateProgress(len(fresh) + len(early), total_hours, show_progress) as progress:
         if early:
