@@ -52,6 +52,7 @@ from training.checkpoint import (
     decode_tensor_state,
     encode_tensor_state,
     load_checkpoint,
+    load_module_checkpoint,
     restore_rng_state,
     save_checkpoint,
     to_jsonable,
@@ -194,6 +195,34 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> tuple[torch.optim.O
                                   weight_decay=optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: compute_lr_factor(s, optim))
     return optimizer, scheduler
+
+
+@dataclass
+class SingleModelTraining:
+    """One model's EMA, optimizer and scheduler, and where a resumed run stands (:func:`start_single_model`)."""
+
+    ema: EMA
+    model_w: nn.Module  # the model as the steps call it (DDP-wrapped under Ray Train)
+    optim: dict[str, Any]  # {"opt": optimizer, "sched": scheduler}, as the checkpoint stores them
+    step: int  # 0, or the resumed checkpoint's step
+    extra: dict[str, Any]  # the resumed checkpoint's "extra" facts ({} when starting fresh)
+
+
+def start_single_model(model: nn.Module, optim_cfg: OptimConfig, ctx: DistContext, ckpt: Path | None,
+                       logger: logging.Logger) -> SingleModelTraining:
+    """EMA, DDP wrap, optimizer and scheduler for ``model``, resumed from ``ckpt`` (weights, EMA,
+    optimizer, RNG) when given: the set-up the single-model trainers (lip sync, StyleTalker) share."""
+    ema = EMA(model, optim_cfg.ema_decay, optim_cfg.ema_start_step)
+    model_w = ctx.wrap_model(model) if ctx.wrap_model is not None else model
+    opt, sched = build_optimizer(model, optim_cfg)
+    optim = {"opt": opt, "sched": sched}
+    step, extra = 0, {}
+    if ckpt is not None:
+        state = load_module_checkpoint(ckpt, {"model": model}, ema, optim)
+        step, extra = int(state["step"]), state.get("extra", {})
+        restore_rng_state(state["rng"])
+        logger.info("resuming from %s (step %d)", ckpt, step)
+    return SingleModelTraining(ema, model_w, optim, step, extra)
 
 
 # --------------------------------------------------------------------------- reporting

@@ -36,17 +36,16 @@ from model.styletalker.model import (
 )
 from model.sync.io import load_sync_model
 from shards.spec import FRAME_RATE_HZ
-from training.checkpoint import load_module_checkpoint, restore_rng_state, save_module_checkpoint
+from training.checkpoint import save_module_checkpoint
 from training.config import LoggingConfig, OptimConfig
-from training.ema import EMA
 from training.loop import (
     DistContext,
     Reporter,
     TrainResult,
-    build_optimizer,
     nothing_to_do,
     resolve_device,
     seed_everything,
+    start_single_model,
 )
 from training.styletalker_data import (
     StyleTalkerDataConfig,
@@ -117,16 +116,9 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
         if cfg.loss.sync_window_frames != sync.cfg.window_frames:
             raise ValueError(f"loss.sync_window_frames={cfg.loss.sync_window_frames} but the lip-sync model "
                              f"{sync_id} takes {sync.cfg.window_frames}-frame windows")
-    ema = EMA(model, cfg.optim.ema_decay, cfg.optim.ema_start_step)
-    model_w = ctx.wrap_model(model) if ctx.wrap_model is not None else model
-    opt, sched = build_optimizer(model, cfg.optim)
-    optim = {"opt": opt, "sched": sched}
-    step = 0
-    if ckpt is not None:
-        state = load_module_checkpoint(ckpt, {"model": model}, ema, optim)
-        step = int(state["step"])
-        restore_rng_state(state["rng"])
-        log.info("resuming from %s (step %d)", ckpt, step)
+    run = start_single_model(model, cfg.optim, ctx, ckpt, log)
+    ema, model_w, optim, step = run.ema, run.model_w, run.optim, run.step
+    opt, sched = optim["opt"], optim["sched"]
     start_step = step
     sources = sorted({c.source for c in clips})
     if is_main:

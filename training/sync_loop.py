@@ -32,17 +32,17 @@ from model.checkpoint import (
 )
 from model.sync.io import export_sync_weights
 from model.sync.model import SyncModel, SyncModelConfig, count_parameters
-from training.checkpoint import load_module_checkpoint, restore_rng_state, save_module_checkpoint
+from shards.spec import FRAME_RATE_HZ
+from training.checkpoint import save_module_checkpoint
 from training.config import LoggingConfig, OptimConfig
-from training.ema import EMA
 from training.loop import (
     DistContext,
     Reporter,
     TrainResult,
-    build_optimizer,
     nothing_to_do,
     resolve_device,
     seed_everything,
+    start_single_model,
 )
 from training.sync_data import SyncClip, SyncDataConfig, load_sync_clips, sample_batch
 
@@ -190,24 +190,17 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
         (run_dir / "sync_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     seed_everything(cfg.seed)
     model = SyncModel(cfg.model).to(device)
-    ema = EMA(model, cfg.optim.ema_decay, cfg.optim.ema_start_step)
-    model_w = ctx.wrap_model(model) if ctx.wrap_model is not None else model
-    opt, sched = build_optimizer(model, cfg.optim)
-    optim = {"opt": opt, "sched": sched}
-    step, best = 0, {"val_auc": -1.0, "step": 0}
-    if ckpt is not None:
-        state = load_module_checkpoint(ckpt, {"model": model}, ema, optim)
-        step = int(state["step"])
-        best = state.get("extra", {}).get("best", best)
-        restore_rng_state(state["rng"])
-        log.info("resuming from %s (step %d)", ckpt, step)
+    run = start_single_model(model, cfg.optim, ctx, ckpt, log)
+    ema, model_w, optim, step = run.ema, run.model_w, run.optim, run.step
+    opt, sched = optim["opt"], optim["sched"]
+    best = run.extra.get("best", {"val_auc": -1.0, "step": 0})
     start_step = step
     sources = sorted({c.source for c in train_clips})
     held_sources = sorted({c.source for c in held})
     if is_main:
         log.info("lip-sync model %.3f M parameters; %d training clips from %d sources (%.1f min), %d held-out "
                  "clips from %s", count_parameters(model) / 1e6, len(train_clips), len(sources),
-                 sum(len(c.mel) for c in train_clips) / 93.75 / 60, len(held), held_sources or "none")
+                 sum(len(c.mel) for c in train_clips) / FRAME_RATE_HZ / 60, len(held), held_sources or "none")
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     rng = np.random.default_rng([cfg.seed, ctx.rank, step])
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank + step)  # input noise (CPU tensors)
