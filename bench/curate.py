@@ -18,6 +18,13 @@ last on an embedded local Ray; its overhead counts the CPU capacity it held
 appended, which decoders ignore, so each copy has its own sha256): fixed costs
 (Ray start-up, actor and model start-up, the probe pass) then amortize as they
 would on a real corpus.
+
+``--long`` builds one long 720p talking video from the shared clips (``bench/long_input.py``,
+``--long-repeat`` rounds of about 49 s; 11 = 8.9 minutes) in a temporary folder (or reuses
+``--long-file``) and curates it on a local Ray three ways: 1 CPU (one actor), 2 CPUs without
+chunking (``run.max_chunk_s=0``: still one actor for the one file) and 2 CPUs with chunking (the
+config's ``run.max_chunk_s``). Goal (#15): chunked on 2 CPUs >= 1.7x faster than 1 actor, with the
+same clip ids.
 """
 
 from __future__ import annotations
@@ -83,6 +90,36 @@ def sweep_actors(input_spec: str, cfg, counts: list[int]) -> None:
         print(f"{n:>5} {wall:>8.1f} {rate:>17.2f} {100 * rate / (base * n):>10.0f} %")
 
 
+def run_long(path: str, cfg, max_chunk_s: float) -> None:
+    """Wall time of the Ray job on one long file: 1 CPU, 2 CPUs uncut, 2 CPUs cut into chunks."""
+    import copy
+
+    import ray
+
+    from pipeline.storage import OutputStore
+
+    rows, ids = [], {}
+    for label, cpus, chunk_s in (("1 CPU (one actor)", 1, 0.0), ("2 CPUs, uncut", 2, 0.0),
+                                 (f"2 CPUs, chunks of {max_chunk_s:g} s", 2, max_chunk_s)):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.run.local_num_cpus, run_cfg.run.max_chunk_s = cpus, chunk_s
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()  # curate starts its own local Ray (sized for the job): start-up included
+            manifest = curate(path, f"{tmp}/out", run_cfg, executor="ray", show_progress=False)
+            wall = time.perf_counter() - t0
+            ray.shutdown()
+            table = OutputStore(f"{tmp}/out").read_table("shards", ["clip_id"])
+            ids[label] = sorted(table.column("clip_id").to_pylist()) if table is not None else []
+        rows.append((label, wall, manifest["hours_in"] * 3600))
+    base = rows[0][1]
+    print(f"\none long file: {rows[0][2]:.0f} s of audio ({path})\n")
+    print(f"{'':28} {'wall s':>8} {'speed-up vs 1 actor':>20} {'clips':>6}")
+    for label, wall, _ in rows:
+        print(f"{label:28} {wall:8.1f} {base / wall:19.2f}x {len(ids[label]):6d}")
+    same = len({tuple(v) for v in ids.values()}) == 1
+    print(f"\nsame clip ids in all three runs: {same} (goal: chunked >= 1.7x, same clips)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", default=str(REPO / ".." / "shared" / "data" / "media"))
@@ -94,8 +131,22 @@ def main() -> None:
                          "(throughput and efficiency against N x the 1-CPU rate; issue #15 goal >= 75 %% at 16)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, as for omnitalker curate (repeatable)")
+    ap.add_argument("--long", action="store_true", help="only the long-file run: 1 actor against 2 CPUs, "
+                    "uncut and cut into chunks (run.max_chunk_s)")
+    ap.add_argument("--long-repeat", type=int, default=11, help="rounds of the shared talking clips (about 49 s each)")
+    ap.add_argument("--long-file", default=None, help="use this long video instead of building one")
     args = ap.parse_args()
     cfg = load_config(REPO / "configs" / "curate.yaml", args.overrides)
+    if args.long:
+        from bench.long_input import build_long_video
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = args.long_file
+            if path is None:
+                path = f"{tmp}/long.mp4"
+                build_long_video(Path(path), repeat=args.long_repeat, size=(1280, 720))
+            run_long(path, cfg, cfg.run.max_chunk_s)
+        return
     copies = tempfile.TemporaryDirectory() if args.repeat > 1 else None
     if copies is not None:
         args.input = make_copies([f.path for f in list_inputs(args.input)], args.repeat, Path(copies.name))

@@ -23,7 +23,7 @@ import atexit
 import importlib.metadata
 import math
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -489,6 +489,31 @@ class FaceLandmarkExtractor:
                              width_px=width, height_px=height, fps=self.fps, n_decoded=n_decoded,
                              n_detected=n_detected)
 
+
+    def extract_arrays(self, frames: Iterable[np.ndarray], start_s: float = 0.0) -> LandmarkTrack:
+        """Detect landmarks on in-memory RGB frames ``(H, W, 3)`` uint8 shown at ``start_s + i / fps`` seconds
+        (a rendered video before it is encoded), with tracking from frame to frame as in :meth:`extract`."""
+        rows: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+        width = height = 0
+        self.reset()
+        self._fresh = False
+        for i, rgb in enumerate(frames):
+            height, width = rgb.shape[:2]
+            rows.append(self.detect_rgb(rgb, int(round(i * 1000.0 / self.fps))))
+        n = len(rows)
+        lms = np.full((n, N_LANDMARKS, 3), np.nan, dtype=np.float32)
+        scores = np.zeros((n, N_MP_BLENDSHAPES), dtype=np.float32)
+        mats = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+        mask = np.zeros(n, dtype=bool)
+        for i, row in enumerate(rows):
+            if row is None:
+                continue
+            lm, sc, mat = row
+            lms[i] = lm * np.array([width, height, width], np.float32)
+            scores[i], mats[i], mask[i] = sc, mat, True
+        return LandmarkTrack(times_s=start_s + np.arange(n) / self.fps, landmarks=lms, blendshapes=scores,
+                             matrices=mats, face_mask=mask, width_px=width, height_px=height, fps=self.fps,
+                             n_decoded=n, n_detected=n)
 
     def extract_frames(self, source: str | Path | BinaryIO, start_s: float = 0.0, end_s: float | None = None,
                        target: BoxTrack | None = None) -> LandmarkTrack:

@@ -1,6 +1,8 @@
 """Shard-inspection dashboard: ``streamlit run dashboards/app.py -- OUT`` (or ``omnitalker inspect OUT``).
 
-Three pages: run overview, clip browser (table + one clip in detail), rejects browser.
+Three pages: run overview, clip browser (table + one clip in detail), rejects browser. Given an
+``omnitalker eval`` folder (EVAL_DIR, :mod:`dashboards.eval_dir`) instead, it shows the evaluation table,
+the per-clip rows and the comparison strips.
 All data comes from :mod:`dashboards.data`; this module only lays it out. Read-only: the
 output folder given on the command line is the only place files are read from (the fitted
 face also reads the packaged basis ``blendshape_fit/assets/basis_v1.npz``).
@@ -20,7 +22,7 @@ import pyarrow as pa
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from dashboards import data
+from dashboards import data, eval_dir
 from shards.codes import EXPRESSION_NAMES
 from shards.reader import REJECTS, SOURCES, VERIFY_REPORT
 
@@ -301,12 +303,36 @@ def show_verify(report: dict | None, manifest: dict) -> None:
         st.error(f"{pending} file(s) failed with an error and are not done (OUT/errors/): re-run the same command")
 
 
+def show_evaluation(folder: eval_dir.EvalFolder) -> None:
+    """An ``omnitalker eval`` folder: the table, the models and split, per-clip rows and the strips."""
+    st.title("omnitalker eval")
+    st.caption(folder.root)
+    st.markdown(folder.table_md or "(no table.md)")
+    res = folder.results
+    with st.expander("models, split and device"):
+        st.json({"models": res.get("models"), "split": res.get("split"), "device": res.get("device"),
+                 "skipped": res.get("skipped")})
+    if folder.per_clip is not None:
+        st.subheader("per clip")
+        systems = sorted(set(folder.per_clip.column("system").to_pylist()))
+        pick = st.multiselect("systems", systems, default=systems, key="eval_systems")
+        rows = [r for r in folder.per_clip.to_pylist() if r["system"] in pick]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if folder.strips:
+        st.subheader("comparison strips")
+        for path in folder.strips:
+            st.image(str(path), caption=path.stem)
+
+
 def main() -> None:
     st.set_page_config(page_title="omnitalker inspect", layout="wide")
     root = parse_root(sys.argv)
     if root is None:
         st.error("no output folder given: run `omnitalker inspect OUT` or `streamlit run dashboards/app.py -- OUT`")
         st.stop()
+    if eval_dir.is_eval_dir(root):
+        show_evaluation(eval_dir.read_eval_dir(root))
+        return
     run = load_run(root)
     st.sidebar.title("omnitalker inspect")
     st.sidebar.caption(root)

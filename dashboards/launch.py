@@ -19,7 +19,8 @@ DEFAULT_PORT = 8501
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="omnitalker inspect", description="Inspect a curation output folder "
                                  "(kept clips, rejects, manifest) in a local read-only web app.")
-    ap.add_argument("out", help="output folder of a curation run (local path or URI, e.g. s3://bucket/out)")
+    ap.add_argument("out", help="output folder of a curation run (local path or URI, e.g. s3://bucket/out), "
+                    "or an omnitalker eval folder (EVAL_DIR)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     ap.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     return ap.parse_args(argv)

@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", type=float, default=1.0, help="styletalker: scale of the prior's base noise "
                     "(0 = the flow's deterministic path)")
     ap.add_argument("--drive", default=None, help="styletalker: a clip_id in --shards or a video whose head, eye "
-                    "and brow motion drives the output (posterior mean); lips still follow --audio")
+                    "and brow motion drives the output (posterior mean on the driver's codes and audio, decoded "
+                    "with the driver's style); lips still follow --audio, --ref gives the picture")
     ap.add_argument("--duration", type=float, default=None, help="seconds to generate (default: text-length rule)")
     ap.add_argument("--language", default=None, help="ISO 639-1 of --text (default: the reference's)")
     ap.add_argument("--max-ref-s", type=float, default=ReferenceConfig.max_ref_s, help="seconds: video reference cap")
@@ -304,7 +305,8 @@ def main_styletalker(args: argparse.Namespace) -> int:
     ref_s = time.perf_counter() - t0
     driving_audio, driving_mel = load_driving_audio(args.audio)
     out = generate_styletalker_codes(model, driving_mel, ref.codes, args.seed, args.temperature,
-                                     drive.codes if drive is not None else None, model_id)
+                                     drive.codes if drive is not None else None, model_id,
+                                     drive.mel if drive is not None else None)
     result = GenerationResult(mel=driving_mel, codes=out.codes, full_mel=driving_mel, full_codes=out.codes, n_ref=0,
                               text=args.text, text_model="", text_ids=[], seconds=out.seconds)
     name = sanitize_name(args.name or f"{ref.name}_gen")

@@ -10,6 +10,7 @@ Commands:
   inspect   the shard-inspection dashboard on 127.0.0.1 (= ``streamlit run dashboards/app.py -- OUT``)
   render    reference + codes, or a driving video, to mp4 (= ``python -m inference.render``)
   verify    check a curation output folder: accounting, ids, lengths, CRCs (= ``python -m pipeline.verify``)
+  eval      evaluate trained models on held-out clips: WER, SIM-A, Sync, E/P-FID, style, RTF (= ``python -m evaluation.cli``)
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ COMMANDS = {
     "verify": ("pipeline.verify", "check a curation output folder: every input once, ids, lengths, CRCs, "
                "leftovers (= python -m pipeline.verify)"),
     "render": ("inference.render", "reference image + codes (or a driving video) -> mp4 (= python -m inference.render)"),
+    "eval": ("evaluation.cli", "evaluate trained models on held-out clips: WER, SIM-A, Sync, E/P-FID, style, RTF "
+             "-> table.md (= python -m evaluation.cli)"),
 }
 
 

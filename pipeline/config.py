@@ -18,6 +18,7 @@ from core.overlay import load_layered_config
 from stages.asd import AsdConfig
 from stages.asr import AsrConfig
 from stages.audio import AudioConfig
+from stages.chunk import ChunkPlan, required_gap_s
 from stages.diarize import DiarizeConfig
 from stages.dnsmos import DnsmosConfig
 from stages.faces import FacesConfig
@@ -54,6 +55,11 @@ class RunConfig:
     fuse_stages: bool = True  # run consecutive CPU stages as one Ray operator (one actor pool)
     max_task_retries: int = 2  # retries of a batch whose Ray worker died (crash, OOM, lost node); then errors/
     verify: bool = True  # end every run with `omnitalker verify OUT` (without FLAC decoding) -> OUT/verify.json
+    max_chunk_s: float = 60.0  # seconds: a longer file is cut after diarization into chunks of about this
+    # length that run on different workers and are committed together (stages/chunk.py); 0 = never cut
+    chunk_min_gap_s: float = 2.0  # seconds: shortest pause a cut inside a shot may use (raised to the longest
+    # join of asr, segment and faces when that is longer)
+    chunk_pad_s: float = 2.0  # seconds of audio a chunk carries beyond its speech (raised to asd.context_s + 0.1)
 
 
 @dataclass
@@ -78,6 +84,13 @@ class CurateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def chunk_plan(self) -> ChunkPlan:
+        """How long files are cut (``run.max_chunk_s``), with the gap and padding the stages need."""
+        gap = required_gap_s([self.asr.join_gap_s, self.segment.max_join_gap_s], self.faces.merge_gap_s,
+                             self.faces.margin_s)
+        return ChunkPlan(max_chunk_s=self.run.max_chunk_s, min_gap_s=max(self.run.chunk_min_gap_s, gap + 0.05),
+                         pad_s=max(self.run.chunk_pad_s, self.asd.context_s + 0.1))
 
     def hash(self) -> str:
         """Hash of every setting that changes what lands in the shards (not scheduling)."""

@@ -3,7 +3,9 @@
 Both executors call the same ``Stage.setup()`` / ``Stage.process()`` and the
 same :func:`pipeline.writer.commit_items`; they differ only in scheduling.
 Rows of the Ray dataset are pickled :class:`~stages.item.FileItem` (one per
-input file), so a file's segments never straddle two commits.
+input file), so a file's segments never straddle two commits. A file longer than
+``run.max_chunk_s`` becomes several rows after diarization (``stages/chunk.py``):
+its chunks run the model stages on any worker and are merged before its one commit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from stages.asd import AsdStage
 from stages.asr import AsrStage
 from stages.audio import StandardizeAudioStage
 from stages.base import Resources, Stage
+from stages.chunk import ChunkPlan, merge_chunks
 from stages.diarize import DiarizeStage
 from stages.dnsmos import DnsmosStage
 from stages.faces import FaceTrackStage
@@ -54,6 +57,20 @@ def apply_resources(stage: Stage, override: StageResources | None) -> Stage:
 
 def build_probe_stage(cfg: CurateConfig) -> ProbeStage:
     return apply_resources(ProbeStage(cfg=cfg.probe), cfg.resources.get("probe"))
+
+
+SPLIT_AFTER = "diarize"  # the last stage that needs the whole file; long files are cut into chunks after it
+
+
+def count_whole_file_stages(stages: list[Stage]) -> int:
+    """How many leading stages run on whole files (up to and including ``SPLIT_AFTER``)."""
+    names = [s.name for s in stages]
+    return names.index(SPLIT_AFTER) + 1 if SPLIT_AFTER in names else len(stages)
+
+
+def needs_chunks(items: list[FileItem], plan: ChunkPlan) -> bool:
+    """Whether any file is long enough to be cut (then the job gets a split point)."""
+    return plan.max_chunk_s > 0 and any(i.probe.duration_s > plan.max_chunk_s for i in items)
 
 
 def build_stages(cfg: CurateConfig) -> list[Stage]:
@@ -97,15 +114,24 @@ class CommitSpec:
 
 
 def run_serial(items: list[FileItem], stages: list[Stage], spec: CommitSpec,
-               files_per_commit: int) -> Iterator[CommitSummary]:
-    """Process files one at a time in this process; commit every ``files_per_commit`` files."""
+               files_per_commit: int, chunks: ChunkPlan | None = None) -> Iterator[CommitSummary]:
+    """Process files one at a time in this process; commit every ``files_per_commit`` files.
+
+    With ``chunks``, a long file is cut after the whole-file stages and its chunks are processed one
+    after another and merged, exactly as the Ray executor does on several workers.
+    """
     for stage in stages:
         stage.setup()
+    n_whole = count_whole_file_stages(stages)
     pending: list[FileItem] = []
     for item in items:
-        for stage in stages:
+        for stage in stages[:n_whole]:
             stage.process([item])
-        pending.append(item)
+        parts = chunks.split([item]) if chunks is not None else [item]
+        for part in parts:
+            for stage in stages[n_whole:]:
+                stage.process([part])
+        pending.append(merge_chunks(parts) if len(parts) > 1 else parts[0])
         if len(pending) >= files_per_commit:
             yield spec.commit(pending)
             pending = []
@@ -113,9 +139,18 @@ def run_serial(items: list[FileItem], stages: list[Stage], spec: CommitSpec,
         yield spec.commit(pending)
 
 
-def probe_serial(items: list[FileItem], stage: ProbeStage) -> list[FileItem]:
+def probe_threads(items: list[FileItem], stage: ProbeStage, n_threads: int = 8) -> list[FileItem]:
+    """Probe in this process on ``n_threads`` threads (hashing and container reads release the GIL).
+
+    On one machine this replaces a Ray Data pass whose start-up alone took 3.6 s for the shared media
+    (the probing itself: 0.09 s); on a multi-node cluster :func:`probe_ray` spreads the sha256 reads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     stage.setup()
-    return stage.process(items)
+    with ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
+        list(pool.map(stage.process_one, items))
+    return items
 
 
 # --------------------------------------------------------------------------- ray
@@ -132,24 +167,26 @@ def _pack(items: list[FileItem]) -> dict[str, np.ndarray]:
 
 
 class _StageTask:
-    """Stateless stages as a Ray task function."""
+    """Stateless stages as a Ray task function; ``split`` cuts long files into chunk rows at the end."""
 
-    def __init__(self, stages: list[Stage]) -> None:
+    def __init__(self, stages: list[Stage], split: ChunkPlan | None = None) -> None:
         self.stages = stages
+        self.split = split
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = _unpack(batch)
         for stage in self.stages:
             stage.setup()
             items = stage.process(items)
-        return _pack(items)
+        return _pack(self.split.split(items) if self.split is not None else items)
 
 
 class _StageActor:
     """Stages with models as a Ray actor: every ``setup()`` runs once, in the constructor."""
 
-    def __init__(self, stages: list[Stage]) -> None:
+    def __init__(self, stages: list[Stage], split: ChunkPlan | None = None) -> None:
         self.stages = stages
+        self.split = split
         for stage in self.stages:
             stage.setup()
 
@@ -157,16 +194,23 @@ class _StageActor:
         items = _unpack(batch)
         for stage in self.stages:
             items = stage.process(items)
-        return _pack(items)
+        return _pack(self.split.split(items) if self.split is not None else items)
 
 
 class _CommitTask:
+    """Commits whole files; a chunk row is passed back to the driver, which merges and commits its file."""
+
     def __init__(self, spec: CommitSpec) -> None:
         self.spec = spec
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        summary = self.spec.commit(_unpack(batch))
-        return {"summary": np.array([json.dumps(dataclasses.asdict(summary))], dtype=object)}
+        items = _unpack(batch)
+        whole = [i for i in items if i.chunk is None]
+        parts = [i for i in items if i.chunk is not None]
+        summaries = [json.dumps(dataclasses.asdict(self.spec.commit(whole)))] if whole else []
+        rows = [(s, b"") for s in summaries] + [("", pickle.dumps(p, protocol=5)) for p in parts]
+        return {"summary": np.array([s for s, _ in rows], dtype=object),
+                "chunk": np.array([c for _, c in rows], dtype=object)}
 
 
 @dataclass
@@ -174,10 +218,15 @@ class OperatorPlan:
     """Consecutive stages that run as one Ray operator."""
 
     stages: list[Stage]
+    split: ChunkPlan | None = None  # cut long files into chunk rows after these stages
+    min_actors: int | None = None  # overrides the stages' min_actors (the chunk pool on a local Ray)
+    # A pool of exactly this many actors, each given one batch at a time: a chunk then waits for the
+    # first free actor instead of queueing behind a busy one (Ray Data queues 2 per actor by default).
+    fixed_actors: int | None = None
 
     @property
     def name(self) -> str:
-        return "+".join(s.name for s in self.stages)
+        return "+".join(s.name for s in self.stages) + (" | split" if self.split is not None else "")
 
     @property
     def uses_actor(self) -> bool:
@@ -187,12 +236,16 @@ class OperatorPlan:
     def resources(self) -> Resources:
         rs = [s.resources for s in self.stages]
         maxes = [r.max_actors for r in rs if r.max_actors is not None]
+        min_actors = max([r.min_actors for r in rs] + [self.min_actors or 0])
+        if maxes:
+            min_actors = min(min_actors, min(maxes))
         return Resources(num_cpus=max(r.num_cpus for r in rs), num_gpus=max(r.num_gpus for r in rs),
-                         min_actors=max(r.min_actors for r in rs), max_actors=min(maxes) if maxes else None,
+                         min_actors=min_actors, max_actors=min(maxes) if maxes else None,
                          batch_size=min(r.batch_size for r in rs))
 
 
-def plan_operators(stages: list[Stage], fuse: bool) -> list[OperatorPlan]:
+def plan_operators(stages: list[Stage], fuse: bool, split: ChunkPlan | None = None,
+                   chunk_actors: int | None = None) -> list[OperatorPlan]:
     """Group consecutive stages with the same accelerator needs into one operator.
 
     Ray Data fuses consecutive task operators itself but never actor pools; a
@@ -200,7 +253,24 @@ def plan_operators(stages: list[Stage], fuse: bool) -> list[OperatorPlan]:
     own CPUs. Fusing CPU stages into one pool keeps every file in one worker
     from decode to mel, and one actor per core keeps the cores busy. A stage
     that asks for a GPU always gets its own pool.
+
+    With ``split`` (some file is longer than ``run.max_chunk_s``), the whole-file stages and the
+    chunk stages are planned apart: the operator ending at ``SPLIT_AFTER`` emits the chunk rows.
+    ``chunk_actors`` gives the chunk stages' CPU pools exactly that many actors, one batch each at a
+    time. On a local Ray this is the core count: Ray Data's autoscaler does not grow a pool while
+    another holds its CPUs, and it queues two batches per actor, so without it a long file's chunks
+    ran on one actor (measured: one actor throughout; then 2 actors, but 3 of 4 chunks on one).
     """
+    if split is not None:
+        n_whole = count_whole_file_stages(stages)
+        if 0 < n_whole < len(stages):
+            head = plan_operators(stages[:n_whole], fuse)
+            head[-1].split = split
+            tail = plan_operators(stages[n_whole:], fuse)
+            for plan in tail:
+                if chunk_actors and plan.uses_actor and plan.resources.num_gpus == 0:
+                    plan.min_actors = plan.fixed_actors = chunk_actors
+            return head + tail
     plans: list[OperatorPlan] = []
     for stage in stages:
         if (fuse and plans and stage.resources.num_gpus == 0
@@ -225,6 +295,21 @@ def quiet_ray_data() -> None:
 def required_local_cpus(plans: list[OperatorPlan]) -> float:
     """Logical CPUs the actor pools hold at minimum."""
     return sum(p.resources.num_cpus * p.resources.min_actors for p in plans if p.uses_actor)
+
+
+def ray_is_initialized() -> bool:
+    """Whether this process is already connected to a Ray (without importing Ray when it is not)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def count_ray_nodes() -> int:
+    """Alive nodes of the connected Ray cluster."""
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
 def init_ray(cfg: CurateConfig, plans: list[OperatorPlan], worker_logs: bool = False) -> str:
@@ -266,10 +351,11 @@ def _map_plan(ds, plan: OperatorPlan, retries: int = 2):
                   num_gpus=r.num_gpus or None, zero_copy_batch=False)
     with quiet_remote_args_warning():
         if plan.uses_actor:
-            return ds.map_batches(_StageActor, fn_constructor_args=(plan.stages,),
-                                  compute=ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors),
+            pool = (ActorPoolStrategy(size=plan.fixed_actors, max_tasks_in_flight_per_actor=1) if plan.fixed_actors
+                    else ActorPoolStrategy(min_size=r.min_actors, max_size=r.max_actors))
+            return ds.map_batches(_StageActor, fn_constructor_args=(plan.stages, plan.split), compute=pool,
                                   max_restarts=-1, max_task_retries=retries, **common)
-        return ds.map_batches(_StageTask(plan.stages), max_retries=retries, **common)
+        return ds.map_batches(_StageTask(plan.stages, plan.split), max_retries=retries, **common)
 
 
 @contextlib.contextmanager
@@ -307,13 +393,28 @@ def run_ray(items: list[FileItem], plans: list[OperatorPlan], spec: CommitSpec,
     ds = _dataset_of(items)
     for plan in plans:
         ds = _map_plan(ds, plan, retries)
+        if plan.split is not None:
+            # The chunks of a file leave the split as one block, and Ray Data hands a block to one
+            # task: one row per block (streaming, no shuffle) lets each chunk go to its own actor.
+            ds = ds.repartition(target_num_rows_per_block=1, strict=True)
     # Committing is light I/O (FLAC, Parquet): it must not wait for a core the actor pools hold.
     with quiet_remote_args_warning():
         ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
                             zero_copy_batch=False, max_retries=retries)
     done: set[str] = set()
+    parts: dict[str, dict[int, FileItem]] = {}
     for row in ds.iter_rows():
-        summary = CommitSummary(**json.loads(row["summary"]))
+        if row["chunk"]:  # a chunk of a long file: its file is committed here once every chunk is back
+            part: FileItem = pickle.loads(row["chunk"])
+            assert part.chunk is not None
+            have = parts.setdefault(part.source_path, {})
+            have[part.chunk.index] = part  # keyed: a retried chunk replaces, never duplicates
+            if len(have) < part.chunk.count:
+                continue
+            del parts[part.source_path]
+            summary = spec.commit([merge_chunks(list(have.values()))])
+        else:
+            summary = CommitSummary(**json.loads(row["summary"]))
         done.update(summary.paths)
         yield summary
     lost = [i for i in items if i.source_path not in done]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,10 +21,13 @@ from pipeline.executors import (
     CommitSpec,
     build_probe_stage,
     build_stages,
+    count_ray_nodes,
     init_ray,
+    needs_chunks,
     plan_operators,
     probe_ray,
-    probe_serial,
+    probe_threads,
+    ray_is_initialized,
     run_ray,
     run_serial,
 )
@@ -140,17 +144,32 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     spec = CommitSpec(out_root=output, config_hash=cfg.hash(), stats=stats,
                       row_group_size=cfg.run.rows_per_row_group, zstd_level=cfg.run.zstd_level,
                       flac_subtype=cfg.run.flac_subtype)
-    plans = plan_operators(stages, cfg.run.fuse_stages)
+    chunks = cfg.chunk_plan() if cfg.run.max_chunk_s > 0 else None
     label = "serial"
-    if items and executor == "ray":
-        label = "ray " + init_ray(cfg, plans, worker_logs)
-        log.info("Ray operators: %s", " -> ".join(p.name for p in plans))
-    log.info("%d inputs: %d to probe, %d already done (%s)", len(inputs), len(items), skipped_done, label)
-    probed = (probe_ray if executor == "ray" else probe_serial)(items, probe_stage) if items else []
+    # A cluster (or a Ray the caller started) is joined first and, with several nodes, probes on Ray
+    # (the sha256 reads spread over the nodes); on one machine the probe runs on threads here, before
+    # Ray starts, so no Ray Data pass is paid for it and the local Ray is sized for the job it gets.
+    joined = items and executor == "ray" and (ray_is_initialized() or bool(cfg.run.ray_address
+                                                                         or os.environ.get("RAY_ADDRESS")))
+    if joined:
+        label = "ray " + init_ray(cfg, plan_operators(stages, cfg.run.fuse_stages, chunks), worker_logs)
+    log.info("%d inputs: %d to probe, %d already done", len(inputs), len(items), skipped_done)
+    probe = probe_ray if joined and count_ray_nodes() > 1 else probe_threads
+    probed = probe(items, probe_stage) if items else []
     fresh, early, n_done, n_dup = split_probed(probed, done_shas)
     # Longest first: on a pool of actors the job then ends with short files in flight, not with one
     # long file on one actor while the others idle (the clips do not depend on the order).
     fresh.sort(key=lambda i: (-i.probe.duration_s, i.source_path))
+    if chunks is not None and not needs_chunks(fresh, chunks):
+        chunks = None  # no file is long enough to cut: one fused pool from decode to codes
+    chunk_actors = None
+    if chunks is not None and not joined:  # a local Ray: every core works on the chunks (docs/performance.md)
+        chunk_actors = cfg.run.local_num_cpus or os.cpu_count() or 1
+    plans = plan_operators(stages, cfg.run.fuse_stages, chunks, chunk_actors)
+    if fresh and executor == "ray":
+        if not joined:
+            label = "ray " + init_ray(cfg, plans, worker_logs)
+        log.info("Ray operators (%s): %s", label, " -> ".join(p.name for p in plans))
     total_hours = sum(i.probe.duration_s for i in fresh + early) / 3600  # what the commits will count
     errors = 0
     with CurateProgress(len(fresh) + len(early), total_hours, show_progress) as progress:
@@ -161,7 +180,7 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
         if fresh:
             runs = (run_ray(fresh, plans, spec, cfg.run.files_per_shard, cfg.run.max_task_retries)
                     if executor == "ray"
-                    else run_serial(fresh, stages, spec, cfg.run.files_per_shard))
+                    else run_serial(fresh, stages, spec, cfg.run.files_per_shard, chunks))
             for summary in runs:
                 errors += summary.n_errors
                 progress.update(summary)

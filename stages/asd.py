@@ -160,7 +160,7 @@ def cut_audio_context(item: FileItem, start_s: float, end_s: float, context_s: f
     assert item.audio_16k is not None
     w0 = max(0, int(np.floor((start_s - context_s) / VAD_WINDOW_S)))
     w1 = int(np.ceil((end_s + context_s) / VAD_WINDOW_S))
-    audio = item.audio_16k[w0 * VAD_WINDOW: w1 * VAD_WINDOW]
+    audio = item.slice_audio_16k(w0 * VAD_WINDOW, w1 * VAD_WINDOW)
     probs = item.vad_probs[w0:w1] if item.vad_probs is not None else np.ones(w1 - w0, np.float32)
     return audio, w0 * VAD_WINDOW / MODEL_SR, np.asarray(probs, np.float32)
 

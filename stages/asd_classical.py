@@ -24,12 +24,12 @@ catches reliably is voice-over and off-screen speech (activity near 0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal
 
-from stages.asd_scorer import AsdResult, fill_gaps, sample_vad, slice_track
+from stages.asd_scorer import AsdResult, LastAudioFeature, fill_gaps, sample_vad, slice_track
 from stages.item import MODEL_SR, FaceTrack
 
 ENV_HOP = 160  # samples at 16 kHz per envelope frame (10 ms, 100 Hz)
@@ -74,6 +74,7 @@ class ClassicalScorer:
     full_motion: float = 0.1  # mouth_open spread (P90 - P10) that counts as fully active
     smooth_frames: int = 3  # frames of the speed moving average
     name: str = "classical-mouth-envelope-v1"
+    envelopes: LastAudioFeature = field(default_factory=LastAudioFeature, repr=False, compare=False)
 
     def score(self, track: FaceTrack, audio_16k: np.ndarray, audio_start_s: float, vad_probs: np.ndarray,
               start_s: float, end_s: float, source_path: str | None = None) -> AsdResult:
@@ -88,7 +89,7 @@ class ClassicalScorer:
         on = m[speech & np.isfinite(m_raw)] if (speech & np.isfinite(m_raw)).sum() >= 5 else m
         spread = float(np.percentile(on, 90) - np.percentile(on, 10))
         activity = float(np.clip(spread / self.full_motion, 0.0, 1.0))
-        env = compute_envelope(audio_16k)
+        env = self.envelopes.get(audio_16k, compute_envelope)
         t_env = audio_start_s + (np.arange(len(env)) + 0.5) * ENV_HOP / MODEL_SR
         v_m = smooth_speed(m, self.smooth_frames)
         best_r, best_lag = -1.0, 0.0

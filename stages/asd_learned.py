@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.asd_scorer import AsdResult, fill_gaps, slice_track
+from stages.asd_scorer import AsdResult, LastAudioFeature, fill_gaps, slice_track
 from stages.item import MODEL_SR, FaceTrack
 from stages.models import ModelNotFound
 
@@ -158,6 +158,7 @@ class LearnedScorer:
     max_lag_s: float = 0.2  # seconds, +- lags searched (40 ms steps)
     threads: int = 1  # torch intra-op threads
     name: str = field(init=False, default="light-asd")
+    mfccs: LastAudioFeature = field(init=False, default_factory=LastAudioFeature, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.model, self.name = load_light_asd(self.ckpt_path, self.threads)
@@ -193,7 +194,7 @@ class LearnedScorer:
         if len(idx) < 4 or not np.isfinite(track.boxes[idx, 0]).any():
             return AsdResult(-10.0, 0.0, {"n_frames": float(len(idx))})
         faces, t0 = crop_track_faces(source_path, track, idx)
-        mfcc = compute_mfcc(audio_16k)
+        mfcc = self.mfccs.get(audio_16k, compute_mfcc)
         offset = int(round((t0 - audio_start_s) * MODEL_FPS * MFCC_PER_FRAME))
         s, lag, n = self.score_arrays(faces, mfcc, offset)
         return AsdResult(score=s, lag_s=lag, detail={"n_frames": float(n)})

@@ -59,6 +59,24 @@ def sample_vad(vad_probs: np.ndarray, vad_start_s: float, times_s: np.ndarray) -
     return out
 
 
+class LastAudioFeature:
+    """The feature of the last audio array seen: a segment's candidate tracks share one audio cut,
+    so its envelope or MFCCs are computed once per segment, not once per track."""
+
+    def __init__(self) -> None:
+        self.audio: np.ndarray | None = None  # held, so its id cannot be reused by another array
+        self.feature: np.ndarray | None = None
+        self.hits = 0  # features served from the cache (a test reads it)
+
+    def get(self, audio: np.ndarray, compute) -> np.ndarray:
+        """``compute(audio)``, or the value computed for this very array last time."""
+        if audio is self.audio and self.feature is not None:
+            self.hits += 1
+            return self.feature
+        self.audio, self.feature = audio, compute(audio)
+        return self.feature
+
+
 def fill_gaps(times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Linearly interpolate NaN samples (held at the ends)."""
     ok = np.isfinite(values)

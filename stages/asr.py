@@ -104,9 +104,9 @@ class AsrConfig:
             temperatures=tuple(self.temperatures))
 
 
-def slice_audio_16k(audio_16k: np.ndarray, seg: Segment) -> np.ndarray:
+def slice_audio_16k(item: FileItem, seg: Segment) -> np.ndarray:
     """The 16 kHz samples of ``seg`` (bounds converted from 24 kHz sample indices)."""
-    return audio_16k[seg.start_sample * MODEL_SR // AUDIO_SR: seg.end_sample * MODEL_SR // AUDIO_SR]
+    return item.slice_audio_16k(seg.start_sample * MODEL_SR // AUDIO_SR, seg.end_sample * MODEL_SR // AUDIO_SR)
 
 
 def convert_words_to_source(words: list[AsrWord], offset_s: float, duration_s: float) -> list[dict[str, Any]]:
@@ -204,17 +204,17 @@ class AsrStage(Stage):
         self.setup()
         backend = self._backend
         item.record_model(self.name, backend.model_id)
-        audio_16k = item.audio_16k
-        if audio_16k is None:  # an earlier stage released it: rebuild from the 24 kHz copy
+        rebuilt = item.audio_16k is None
+        if rebuilt:  # an earlier stage released it: rebuild from the 24 kHz copy, for this stage only
             from stages.audio import resample_to
 
             assert item.audio_24k is not None, "asr needs item.audio_24k or item.audio_16k"
-            audio_16k = resample_to(item.audio_24k, AUDIO_SR, MODEL_SR)
+            item.audio_16k = resample_to(item.audio_24k, AUDIO_SR, MODEL_SR)
         results: list[AsrResult | None] = [None] * len(item.segments)
         for group in group_segments(item.segments, self.cfg.join_gap_s, self.cfg.max_join_s):
             segs = [item.segments[i] for i in group]
             span = Segment(start_sample=segs[0].start_sample, end_sample=max(s.end_sample for s in segs))
-            res = backend.transcribe(slice_audio_16k(audio_16k, span), self.cfg.language)
+            res = backend.transcribe(slice_audio_16k(item, span), self.cfg.language)
             for i, part in zip(group, split_result(res, span.start_s, segs), strict=True):
                 results[i] = part
         sidecar = self.read_sidecar(item)
@@ -237,6 +237,8 @@ class AsrStage(Stage):
             else:
                 keep.append(seg)
         item.drop_segments(keep, dropped)
+        if rebuilt:
+            item.audio_16k = None
 
     def fill_segment(self, seg: Segment, res: AsrResult, sidecar_text: str) -> None:
         """Write text, language, words and ASR statistics of one segment."""

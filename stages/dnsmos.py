@@ -96,7 +96,7 @@ def segment_audio_16k(item: FileItem, seg: Segment) -> np.ndarray:
     assert item.audio_16k is not None
     a = seg.start_sample * MODEL_SR // AUDIO_SR
     b = seg.end_sample * MODEL_SR // AUDIO_SR
-    return item.audio_16k[a:b]
+    return item.slice_audio_16k(a, b)
 
 
 @dataclass

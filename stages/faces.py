@@ -355,6 +355,7 @@ class FaceTrackStage(Stage):
                 tracks.append(self.build_track(r, shot, a, scale, size))
         tracks.sort(key=lambda t: (t.shot_index, t.start_s, t.track_id))
         stats["seconds_sampled"] = round(sum(b - a for _, a, b in ranges), 3)
+        stats["next_track_id"] = next_id  # ids used: a chunk's tracks are renumbered from this on merge
         stats["identity_s"] = round(stats["identity_s"], 3)
         return tracks, stats
 
@@ -377,6 +378,7 @@ class FaceTrackStage(Stage):
             with open_binary(item.source_path) as fh:
                 tracks, stats = self.track_file(fh, ranges)
         item.face_tracks = tracks
+        item.next_track_id = int(stats["next_track_id"])
         item.face_fps = self.cfg.sample_fps
         stats.update(tracks=len(tracks), ranges=[[k, round(a, 3), round(b, 3)] for k, a, b in ranges],
                      seconds=round(time.perf_counter() - t0, 3))

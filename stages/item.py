@@ -196,6 +196,13 @@ class FileItem:
     probe: ProbeInfo = field(default_factory=ProbeInfo)
     audio_24k: np.ndarray | None = None  # float32 mono, loudness-normalized
     audio_16k: np.ndarray | None = None  # float32 mono, same gain
+    # A chunk of a long file (stages/chunk.py) carries only a window of the audio: ``audio_24k[0]`` is
+    # source sample ``audio_origin`` (24 kHz; a multiple of 768, so the 16 kHz copy starts at the
+    # exact sample ``audio_origin * 2 // 3`` on a 32 ms VAD window boundary). 0 for a whole file.
+    audio_origin: int = 0
+    n_samples: int | None = None  # 24 kHz samples of the whole file's audio (None: len(audio_24k))
+    chunk: ChunkInfo | None = None  # set on the rows of a file split into chunks
+    next_track_id: int = 0  # face-track ids the faces stage used (a chunk's ids are renumbered on merge)
     loudness_lufs: float | None = None  # integrated loudness before normalization
     gain_db: float | None = None
     shots: list[tuple[float, float]] = field(default_factory=list)  # seconds
@@ -226,6 +233,25 @@ class FileItem:
         self.audio_24k = None
         self.audio_16k = None
 
+    @property
+    def total_samples(self) -> int:
+        """24 kHz samples of the whole file's audio (a chunk knows the whole length too)."""
+        if self.n_samples is not None:
+            return self.n_samples
+        return 0 if self.audio_24k is None else len(self.audio_24k)
+
+    def slice_audio_24k(self, start: int, end: int) -> np.ndarray:
+        """24 kHz samples ``[start, end)`` in source sample indices (clipped to the file, like a slice)."""
+        assert self.audio_24k is not None, "the 24 kHz audio was released"
+        return cut_window(self.audio_24k, self.audio_origin, self.total_samples, start, end)
+
+    def slice_audio_16k(self, start: int, end: int) -> np.ndarray:
+        """16 kHz samples ``[start, end)`` in source 16 kHz sample indices (clipped to the file)."""
+        assert self.audio_16k is not None, "the 16 kHz audio was released"
+        total = self.total_samples * MODEL_SR // AUDIO_SR if self.n_samples is not None else len(self.audio_16k)
+        return cut_window(self.audio_16k, self.audio_origin * MODEL_SR // AUDIO_SR, total, start, end)
+
+
     def record_model(self, stage: str, model: str) -> None:
         """Note in provenance which model actually ran for ``stage``."""
         self.provenance["models"][stage] = model
@@ -233,6 +259,33 @@ class FileItem:
     def record_skip(self, stage: str, why: str) -> None:
         """Note in provenance that ``stage`` did not run, and why."""
         self.provenance["skipped"][stage] = why
+
+
+@dataclass
+class ChunkInfo:
+    """Where one chunk of a long file sits (``stages/chunk.py``); seconds of the source."""
+
+    index: int  # 0-based position of the chunk in its file
+    count: int  # chunks the file was cut into
+    start_s: float  # the chunk owns the segments starting in [start_s, end_s)
+    end_s: float
+    base_provenance: dict[str, Any] = field(default_factory=dict)  # the file's provenance when it was cut
+
+
+def cut_window(window: np.ndarray, origin: int, total: int, start: int, end: int) -> np.ndarray:
+    """``audio[start:end]`` of a file whose samples ``[origin, origin + len(window))`` are held.
+
+    Python slice semantics on the whole file (negative bounds are not allowed). Asking for samples
+    of the file outside the window is a bug in the chunk plan (its padding is too small), so it raises
+    instead of returning silence.
+    """
+    if start < 0 or end < 0:
+        raise ValueError(f"negative sample bounds {start}:{end}")
+    start, end = min(start, total), min(max(end, start), total)
+    if start < origin or end > origin + len(window):
+        raise ValueError(f"samples {start}:{end} are outside this chunk's audio window "
+                         f"{origin}:{origin + len(window)} (the chunk padding is too small)")
+    return window[start - origin:end - origin]
 
 
 def make_clip_id(source_sha256: str, start_sample: int, end_sample: int) -> str:

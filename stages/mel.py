@@ -82,7 +82,7 @@ class MelStage(Stage):
         self.setup()
         assert item.audio_24k is not None
         for seg in item.segments:
-            clip = quantize_pcm16(item.audio_24k[seg.start_sample:seg.end_sample])
+            clip = quantize_pcm16(item.slice_audio_24k(seg.start_sample, seg.end_sample))
             seg.mel = self._mel(clip)
             assert seg.mel.shape[0] == count_mel_frames(len(clip)), "mel length must be 1 + n // 256"
         item.record_model(self.name, f"logmel-{N_MELS}x{N_FFT}/{HOP}@{AUDIO_SR}")

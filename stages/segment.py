@@ -224,7 +224,7 @@ class FineSegmentStage(Stage):
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1))
 
     def process_item(self, item: FileItem) -> None:
-        n = len(item.audio_24k) if item.audio_24k is not None else max(s.end_sample for s in item.segments)
+        n = item.total_samples or max((s.end_sample for s in item.segments), default=0)
         keep: list[Segment] = []
         dropped: list[Reject] = []
         for parent in join_vad_segments(item.segments, self.cfg.max_join_gap_s):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from shards.spec import AUDIO_SR
 from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FileItem, Reject, Segment, VoiceWindows
 
@@ -106,16 +107,25 @@ class VoiceoverStage(Stage):
         return self._encoder
 
     def compute_windows(self, item: FileItem) -> VoiceWindows:
-        """Voice windows over the clips, when the diarizer left none."""
-        from stages.voice import compute_voice_mel, raise_volume
+        """Voice windows over the clips, when the diarizer left none.
+
+        Works on the audio the item holds: the whole file, or a chunk's window (``item.audio_origin``
+        is a whole number of the encoder's 10 ms mel hops); the volume is raised on that audio.
+        """
+        from stages.audio import resample_to
+        from stages.voice import MEL_HOP_S, compute_voice_mel, raise_volume
         from stages.voice_diarizer import plan_windows
 
-        assert item.audio_16k is not None
+        audio = item.audio_16k
+        if audio is None:  # asd released it: rebuild from the 24 kHz copy
+            assert item.audio_24k is not None, "voiceover needs item.audio_24k or item.audio_16k"
+            audio = resample_to(item.audio_24k, AUDIO_SR, MODEL_SR)
         spans = [(s.start_s, s.end_s) for s in item.segments]
-        duration_s = len(item.audio_16k) / MODEL_SR
-        plan = plan_windows(spans, self.cfg.hop_s, duration_s)
-        mel = compute_voice_mel(item.audio_16k, raise_volume(item.audio_16k))
-        embs = self.encoder().embed_mel_windows(mel, plan.starts)
+        plan = plan_windows(spans, self.cfg.hop_s, item.total_samples / AUDIO_SR)
+        mel = compute_voice_mel(audio, raise_volume(audio))
+        origin_frames = int(round(item.audio_origin / AUDIO_SR / MEL_HOP_S))
+        starts = np.maximum(np.asarray(plan.starts, int) - origin_frames, 0)
+        embs = self.encoder().embed_mel_windows(mel, starts)
         return VoiceWindows(plan.centres_s, plan.owned, embs, [""] * len(plan.starts))
 
     def process_item(self, item: FileItem) -> None:

@@ -55,6 +55,7 @@ from shards.reader import ShardError, list_shard_parts, read_row_group
 from shards.reader import open_shard as open_part
 from shards.schema import SHARD_SCHEMA
 from shards.spec import FRAME_RATE_HZ, N_MELS
+from training.split import SplitConfig
 
 SCALAR_COLUMNS = ("clip_id", "n_frames", "duration_s", "dnsmos_ovrl", "asd_score", "fit_rmse", "text_model")
 FEATURE_COLUMNS = ("clip_id", "n_frames", "mel", "visual", "text_model")
@@ -76,6 +77,7 @@ class DataConfig:
     require_visual: bool = True  # drop clips without visual codes (null fit_rmse)
     window_row_groups: int = 4  # row groups whose clips are shuffled, length-sorted and packed together
     even_batches: bool = True  # every rank gets the same number of batches (repeats a rank's first batches)
+    split: SplitConfig = field(default_factory=SplitConfig)  # held-out test sources (training/split.py, split.json)
 
 
 @dataclass
@@ -185,6 +187,20 @@ def build_index(shards_dir: str, cfg: DataConfig) -> ClipIndex:
     return ClipIndex(shards_dir=str(shards_dir), files=files, file_idx=cat("file_idx"), row_group=cat("row_group"),
                      row=cat("row"), n_frames=cat("n_frames"), clip_ids=cols["clip_ids"], text_model=cols["text"],
                      n_scanned=n_scanned, dropped=dropped)
+
+
+def exclude_clips(index: ClipIndex, held_out: set[str], reason: str = "held_out_test") -> ClipIndex:
+    """``index`` without the clips in ``held_out`` (counted in ``dropped[reason]``)."""
+    keep = np.array([c not in held_out for c in index.clip_ids], dtype=bool)
+    if keep.all():
+        return index
+    dropped = dict(index.dropped)
+    dropped[reason] = dropped.get(reason, 0) + int((~keep).sum())
+    return ClipIndex(shards_dir=index.shards_dir, files=index.files, file_idx=index.file_idx[keep],
+                     row_group=index.row_group[keep], row=index.row[keep], n_frames=index.n_frames[keep],
+                     clip_ids=[c for c, k in zip(index.clip_ids, keep, strict=True) if k],
+                     text_model=[t for t, k in zip(index.text_model, keep, strict=True) if k],
+                     n_scanned=index.n_scanned, dropped=dropped)
 
 
 # --------------------------------------------------------------------------- epoch plan

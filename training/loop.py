@@ -2,7 +2,8 @@
 
 Order of a run (:func:`prepare_run`, then :func:`train`):
 
-1. index the shards (``training.data.build_index``, load-time filters of ``cfg.data``);
+1. the held-out split (``training/split.py``: ``RUN_DIR/split.json``, reused on resume), then index the
+   shards (``training.data.build_index``, load-time filters of ``cfg.data``) without the test clips;
 2. vocabulary: ``RUN_DIR/vocab.txt`` when it exists (a resumed run), else built from the
    index's ``text_model`` and saved; ``dit.vocab_size`` is set to its size;
 3. feature stats (per-dim mean/std of mel and codes): from the newest checkpoint, else
@@ -59,8 +60,9 @@ from training.checkpoint import (
     write_vocab_atomic,
 )
 from training.config import FeatureConfig, OptimConfig, TrainConfig, build_model_config
-from training.data import build_index, compute_feature_stats, make_loader
+from training.data import build_index, compute_feature_stats, exclude_clips, make_loader
 from training.ema import EMA
+from training.split import prepare_split
 
 log = logging.getLogger("omnitalker.train")
 STATS_FILE = "stats.json"
@@ -149,7 +151,8 @@ def prepare_run(cfg: TrainConfig, shards_dir: str | Path, run_dir: str | Path, w
     run_dir = Path(run_dir)
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
-    index = build_index(str(shards_dir), cfg.data)
+    split = prepare_split(shards_dir, run_dir, cfg.data.split, write=write)
+    index = exclude_clips(build_index(str(shards_dir), cfg.data), set(split.test_clip_ids))
     vocab_path = run_dir / "vocab.txt"
     if vocab_path.is_file():
         vocab = Vocab.load(vocab_path)

@@ -19,6 +19,7 @@ import torch
 from shards.codes import CODE_DIM
 from shards.reader import iterate_mel_code_clips
 from shards.spec import N_MELS
+from training.split import SplitConfig
 
 
 @dataclass
@@ -28,6 +29,7 @@ class StyleTalkerDataConfig:
     ref_frames: int = 128  # frames of the reference window (1.37 s), same clip, another position
     holdout: list[str] = field(default_factory=list)  # source file names (basename) kept out of training
     min_dnsmos_ovrl: float = 0.0  # clips below this DNSMOS OVRL are not used (0: every genuine clip)
+    split: SplitConfig = field(default_factory=SplitConfig)  # held-out test sources (training/split.py, split.json)
 
 
 @dataclass

@@ -7,6 +7,9 @@ AdamW with warmup and decay. The lip-sync model is ``sync_model_path`` (None: th
 ``model.sync.io.load_sync_model``); it is not trained and not saved with the checkpoints.
 The training set's per-column code and mel mean and std are computed once and live in the model as buffers.
 
+The held-out test clips of ``RUN_DIR/split.json`` (``training/split.py``, section ``data.split``) are never
+trained on; ``omnitalker eval`` reads them back.
+
 Checkpoints, resume, EMA and ``metrics.jsonl`` are those of the other trainers
 (``RUN_DIR/checkpoints/step_<08d>/``: model, EMA, optimizer, ``state.json`` with ``kind: styletalker``);
 rows hold ``loss, elbo, recon, kl, sync, lip_mse, motion_mse`` (per-frame means over the logged steps).
@@ -47,6 +50,7 @@ from training.loop import (
     seed_everything,
     start_single_model,
 )
+from training.split import prepare_split
 from training.styletalker_data import (
     StyleTalkerDataConfig,
     clip_stats,
@@ -99,6 +103,8 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
         torch.set_num_threads(cfg.torch_threads)
     device = ctx.device or resolve_device(cfg.device)
     clips, held = load_motion_clips(str(shards_dir), cfg.data)
+    split = prepare_split(shards_dir, run_dir, cfg.data.split, write=is_main)
+    clips = [c for c in clips if not split.is_test(c.clip_id)]
     if not clips:
         raise ValueError(f"{shards_dir}: no clip of at least {max(cfg.data.window_frames, cfg.data.ref_frames)} "
                          "frames with mel and visual codes to train StyleTalker on")

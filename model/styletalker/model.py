@@ -206,13 +206,19 @@ class StyleTalkerMotion(nn.Module):
 
     @torch.no_grad()
     def sample(self, mel: Any, ref: Any, n_frames: int | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, drive_codes: Any = None) -> Tensor:
+               generator: torch.Generator | None = None, drive_codes: Any = None, drive_mel: Any = None,
+               drive_style: str = "driver") -> Tensor:
         """Raw codes ``(N, 61)`` for ``mel (N', 100)`` (cut or edge-padded to ``n_frames``, default ``N'``).
 
-        ``ref``: reference codes ``(R, 61)`` or a summary ``(122,)`` (:meth:`summarize`). Motion latents come from
-        the prior (base noise times ``temperature``; 0 = the flow's deterministic path), or with ``drive_codes``
-        ``(N'', 61)`` (cut or edge-padded to ``N``) the posterior mean on them. Lips always come from the audio.
+        ``ref``: reference codes ``(R, 61)`` or a summary ``(122,)`` (:meth:`summarize`). Lips always come from
+        ``mel``. Audio-driven: motion latents from the prior (base noise times ``temperature``; 0 = the flow's
+        deterministic path), decoded with the reference's style. Motion-controllable (``drive_codes (N'', 61)``,
+        with the driver's own ``drive_mel (N'', 100)`` when known; both cut or edge-padded to ``N``): the posterior
+        mean on the driver, decoded with the driver's style (``drive_style="driver"``, what training does: a clip
+        is only ever encoded and decoded with its own style) or, as an ablation, the reference's (``"reference"``).
         """
+        if drive_style not in ("driver", "reference"):
+            raise ValueError(f"drive_style must be 'driver' or 'reference', got {drive_style!r}")
         was_training = self.training
         self.eval()
         dev = self.code_mean.device
@@ -224,8 +230,13 @@ class StyleTalkerMotion(nn.Module):
         mel_n = self.norm_mel(mel_t)
         a = self.audio_features(mel_n)
         if drive_codes is not None:
-            drive = fit_length(torch.as_tensor(np.asarray(drive_codes, np.float32), device=dev), n)[None]
-            m, _ = self.posterior(self.norm_codes(drive), a)
+            drive_t = torch.as_tensor(np.asarray(drive_codes, np.float32), device=dev)
+            if drive_style == "driver":
+                style = self.embed_style(self.summarize(drive_t[None]))
+            if drive_mel is not None:
+                a = self.audio_features(self.norm_mel(
+                    fit_length(torch.as_tensor(np.asarray(drive_mel, np.float32), device=dev), n)[None]))
+            m, _ = self.posterior(self.norm_codes(fit_length(drive_t, n)[None]), a)
         else:
             threads = torch.get_num_threads()
             if dev.type == "cpu":  # hundreds of tiny sequential steps: extra threads only add sync overhead

@@ -108,10 +108,12 @@ def test_stage_picks_the_speaking_face_of_two():
     item = synthetic_item([listener, talker])
     # The classical decision between two faces (synthetic tracks have no video for sync_choice to follow;
     # tests/stages/test_sync.py covers sync_choice on real faces).
-    AsdStage(cfg=AsdConfig(sync_choice=False)).process([item])
+    stage = AsdStage(cfg=AsdConfig(sync_choice=False))
+    stage.process([item])
     assert len(item.segments) == 1, item.rejects
     seg = item.segments[0]
     assert seg.track_id == 7 and seg.asd_scorer.startswith("classical") and seg.asd_score > 0.6
+    assert stage._scorer.envelopes.hits == 1  # the speech envelope: once per segment, not once per face
     assert item.provenance["models"]["asd"] == seg.asd_scorer
 
 

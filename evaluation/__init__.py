@@ -1,0 +1,1 @@
+"""``omnitalker eval``: the evaluation harness (held-out clips, metrics, table)."""
