@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO))
 MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 
 from inference.codes_io import CodeTrack, resample_codes  # noqa: E402
+from inference.render import extract_drive_codes  # noqa: E402
 from shards.codes import EXPRESSION_NAMES, ROTATION_SLICE  # noqa: E402
 from shards.spec import AUDIO_SR, FRAME_RATE, FRAME_RATE_HZ, FRAME_RATE_TEXT  # noqa: E402
 
@@ -113,23 +114,8 @@ def detect_codes(video: str | Path, start_s: float, n_frames: int, fps: float,
     The project's landmarker (:class:`blendshape_fit.landmarker.FaceLandmarkExtractor`) and fit
     (:func:`blendshape_fit.track.fit_track`, identity offset on); frames without a face are False in the mask.
     """
-    from blendshape_fit.face_model import load_face_model
-    from blendshape_fit.fit import BlendshapeFitter
-    from blendshape_fit.landmarker import FaceLandmarkExtractor
-    from blendshape_fit.track import fit_track
-
-    own = extractor is None
-    ext = FaceLandmarkExtractor(fps=fps) if own else extractor
-    ext.fps = float(fps)
-    try:
-        track = ext.extract(str(video), float(start_s), float(start_s) + n_frames / fps, max_frames=n_frames)
-    finally:
-        if own:
-            ext.close()
-    if not track.face_mask.any():
-        raise ValueError(f"{video}: no face found")
-    fit = fit_track(BlendshapeFitter(load_face_model()), track)
-    return fit.codes.astype(np.float32), track.face_mask.copy()
+    codes, track = extract_drive_codes(video, fps, n_frames / fps, extractor, start_s=start_s)
+    return codes, track.face_mask.copy()
 
 
 def pose_r(codes: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:

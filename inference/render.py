@@ -142,8 +142,8 @@ def render_codes_to_mp4(ref_image: str | Path | np.ndarray, codes: str | Path | 
 
 
 def extract_drive_codes(drive_video: str | Path, fps: float, max_seconds: float | None = None,
-                        extractor: Any = None) -> tuple[np.ndarray, Any]:
-    """Codes (T, 61) of a driving video on the ``i / fps`` grid and its landmark track.
+                        extractor: Any = None, start_s: float = 0.0) -> tuple[np.ndarray, Any]:
+    """Codes (T, 61) of a video on the ``start_s + i / fps`` grid (seconds) and its landmark track.
 
     Landmarks: MediaPipe via :class:`blendshape_fit.landmarker.FaceLandmarkExtractor`; codes:
     :func:`blendshape_fit.track.fit_track` (identity offset, gaps filled).
@@ -158,7 +158,7 @@ def extract_drive_codes(drive_video: str | Path, fps: float, max_seconds: float 
     ext.fps = float(fps)
     max_frames = None if max_seconds is None else int(round(max_seconds * fps))
     try:
-        track = ext.extract(drive_video, 0.0, None, max_frames=max_frames)
+        track = ext.extract(str(drive_video), float(start_s), None, max_frames=max_frames)
     finally:
         if own:
             ext.close()
