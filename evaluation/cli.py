@@ -40,17 +40,22 @@ def build_parser(prog: str = "python -m evaluation.cli") -> argparse.ArgumentPar
     ap.add_argument("--vocoder", choices=("auto", "vocos", "griffin_lim"), default="auto")
     ap.add_argument("--vocos-path", default=None, help="local Vocos dir (config.yaml + pytorch_model.bin)")
     ap.add_argument("--sync-model", default=None, help="lip-sync weights (default: the shipped sync_v1)")
+    ap.add_argument("--syncnet-path", default=None, help="joonson's syncnet_v2.model: with --render, also SyncNet's "
+                    "Sync-C/Sync-D on the rendered video")
     ap.add_argument("--device", default="cpu", help="torch device")
     return ap
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    if args.syncnet_path and not args.render:
+        raise ValueError("--syncnet-path scores the rendered video: add --render")
     if args.styletalker_ckpt and args.model != "dit":
         raise ValueError("--styletalker-ckpt goes with --model dit (with --model styletalker, --ckpt is the run)")
     return EvalConfig(ckpt=args.ckpt, shards=args.shards, out=args.out, model=args.model,
                       styletalker_ckpt=args.styletalker_ckpt, split=args.split, max_clips=args.max_clips,
                       seeds=args.seeds, steps=args.steps, ref_max_s=args.ref_max_s, temperature=args.temperature,
                       vocoder=args.vocoder, vocos_path=args.vocos_path, sync_model_path=args.sync_model,
+                      syncnet_path=args.syncnet_path,
                       render=args.render, device=args.device)
 
 

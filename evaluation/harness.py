@@ -60,6 +60,7 @@ class EvalConfig:
     vocoder: str = "auto"  # auto | vocos | griffin_lim
     vocos_path: str | None = None
     sync_model_path: str | None = None  # None: the shipped lip-sync weights
+    syncnet_path: str | None = None  # joonson's syncnet_v2.model: SyncNet's Sync-C/D on the rendered video (render)
     render: bool = False  # also render strips (reference, ground truth, generated frames)
     strips: int = 3  # clips with a comparison strip
     device: str = "cpu"
@@ -157,7 +158,7 @@ def aggregate(results: list[ClipResult], other_real: list[np.ndarray]) -> dict[s
     rows = [r.row for r in results]
     means = {}
     for key in ("wer", "sim_a", "sync_conf", "sync_dist", "sync_offset_s", "sync_conf_rendered", "sync_dist_rendered",
-                "jaw_env_corr", "pose_diversity_deg", "rtf_model", "rtf_e2e", *motion.STYLE_STATS):
+                "syncnet_c_rendered", "syncnet_d_rendered", "jaw_env_corr", "pose_diversity_deg", "rtf_model", "rtf_e2e", *motion.STYLE_STATS):
         vals = np.array([r.get(key, math.nan) for r in rows], np.float64)
         vals = vals[np.isfinite(vals)]
         means[key] = float(vals.mean()) if len(vals) else math.nan
@@ -235,13 +236,15 @@ def run_eval(cfg: EvalConfig, scorers: Scorers | None = None) -> dict[str, Any]:
                 ClipResult(row, out.codes, item.ref.codes, item.target_codes))
         if cfg.render and len(strips_data) < cfg.strips:
             strips_data.append({"item": item, "ref_clip": pool[item.ref_clip_id],
-                                "outputs": {o.system: o.codes for o in outs}, "mels": {o.system: o.mel for o in outs}})
+                                "outputs": {o.system: o.codes for o in outs}, "mels": {o.system: o.mel for o in outs},
+                                "audios": {o.system: o.audio if o.audio is not None else item.target_audio
+                                           for o in outs}})
         log.info("eval: clip %d/%d %s done", i + 1, len(items), item.clip.clip_id)
     rendered_id = None
     if cfg.render and strips_data:  # Sync on the rendered video of the strip clips, after re-detection
         from evaluation.rendered_sync import score_rendered_sync
 
-        rendered, rendered_id = score_rendered_sync(strips_data, scorers.sync)
+        rendered, rendered_id = score_rendered_sync(strips_data, scorers.sync, cfg.syncnet_path)
         for name, results_of in per_system.items():
             for r in results_of:
                 r.row.update(rendered.get((name, r.row["clip_id"]), {}))

@@ -28,6 +28,8 @@ TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("sync_dist", "Sync-D ↓", 3),
     ("sync_offset_s", "offset s", 3),
     ("sync_conf_rendered", "Sync-C rendered ↑", 3),
+    ("syncnet_c_rendered", "SyncNet-C ↑", 3),
+    ("syncnet_d_rendered", "SyncNet-D ↓", 3),
     ("e_fid", "E-FID ↓", 2),
     ("p_fid", "P-FID ↓", 2),
     ("jaw_env_corr", "jaw-env r ↑", 3),

@@ -121,11 +121,20 @@ def test_split_errors_are_usage_errors(runs, tmp_path, capsys):
 
 def test_render_writes_strips_id_sim_and_sync_on_the_rendered_video(runs, tmp_path):
     """``--render`` on one clip: the strip, ID-SIM from dlib, and Sync after MediaPipe re-detection of the
-    rendered frames. The clip's own codes, rendered, must sync better than the still reference rendered."""
+    rendered frames. The clip's own codes, rendered, must sync better than the still reference rendered.
+
+    SyncNet's weights cannot be installed here: a random state dict in the authors' layout stands in for
+    ``syncnet_v2.model``, so only the wiring (crops of the rendered frames against the system's speech) is
+    checked; the metric itself is tested in tests/model/test_syncnet.py."""
+    from model.sync.syncnet import SyncNet
+
+    torch.manual_seed(0)
+    syncnet = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNet().state_dict(), syncnet)
     out = tmp_path / "eval_render"
     assert eval_main(["--ckpt", str(runs["dit"]), "--styletalker-ckpt", str(runs["st"]), "--shards",
                       str(runs["shards"]), "--split", "test", "--out", str(out), "--seeds", "1", "--steps", "4",
-                      "--max-clips", "1", "--render"]) == 0
+                      "--max-clips", "1", "--render", "--syncnet-path", str(syncnet)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["strips"] and all((out / p).is_file() for p in results["strips"])
     systems = results["systems"]
@@ -135,3 +144,8 @@ def test_render_writes_strips_id_sim_and_sync_on_the_rendered_video(runs, tmp_pa
     assert recon is not None and still is not None and recon > still, (recon, still)
     assert systems["ground_truth"].get("sync_conf_rendered") is None  # the real video is not rendered
     assert "Sync-C rendered" in (out / "table.md").read_text()
+    for name in ("reconstruction", "dit_audio", "still_reference"):
+        assert systems[name]["syncnet_c_rendered"] is not None and systems[name]["syncnet_d_rendered"] > 0, name
+    assert "SyncNet syncnet_v2.model" in results["models"]["rendered_sync"]
+    assert eval_main(["--shards", str(runs["shards"]), "--split", "all", "--out", str(tmp_path / "x"),
+                      "--syncnet-path", str(syncnet)]) == 2  # SyncNet scores rendered video: needs --render
