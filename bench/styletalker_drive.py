@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=str(DEFAULT_REF), help="reference video or clip_id (the picture)")
     ap.add_argument("--fps", type=float, default=25.0, help="frames per second of the render and re-detection")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prior control")
-    ap.add_argument("--work", default="/tmp/styletalker_drive", help="work folder (curation, run, mp4s, report)")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "styletalker_drive"),
+                    help="work folder (curation, run, mp4s, report)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     print_report(run_bench(args))

@@ -275,17 +275,21 @@ def main(argv: list[str] | None = None) -> int:
         sf.write(wav, driving_audio, AUDIO_SR, subtype="PCM_16")
         info.update(wav=str(wav), n_samples=int(len(driving_audio)), mode="audio-driven")
     if args.render:
-        from inference.render import render_codes_to_mp4
-
-        is_clip = not Path(args.ref).exists()
-        info["render"] = render_codes_to_mp4(
-            args.ref, result.codes, FRAME_RATE_TEXT, info.get("wav"), Path(args.out) / f"{name}.mp4",
-            fps=args.render_fps, size=args.render_size, renderer=args.renderer, ckpt=args.render_ckpt,
-            shards_dir=args.shards if is_clip else None)
+        info["render"] = render_output(args, result.codes, info.get("wav"), name)
     info.update(reference=ref.summary(), text_model=result.text_model, sampler=sampler.__dict__,
                 seconds={"reference": round(ref_s, 3), "sample": round(result.seconds, 3)})
     print(json.dumps(info, indent=2, ensure_ascii=False))
     return 0
+
+
+def render_output(args: argparse.Namespace, codes: np.ndarray, wav: str | None, name: str) -> dict[str, Any]:
+    """``--render``: the codes ``(N, 61)`` at 93.75 Hz on ``--ref`` as ``OUT/<name>.mp4`` with ``wav`` muxed in."""
+    from inference.render import render_codes_to_mp4
+
+    is_clip = not Path(args.ref).exists()
+    return render_codes_to_mp4(args.ref, codes, FRAME_RATE_TEXT, wav, Path(args.out) / f"{name}.mp4",
+                               fps=args.render_fps, size=args.render_size, renderer=args.renderer,
+                               ckpt=args.render_ckpt, shards_dir=args.shards if is_clip else None)
 
 
 def main_styletalker(args: argparse.Namespace) -> int:
@@ -317,13 +321,7 @@ def main_styletalker(args: argparse.Namespace) -> int:
                 styletalker={"ckpt": model_id, "motion": out.mode, "seed": args.seed, "temperature": args.temperature,
                              "drive": drive.summary() if drive is not None else None})
     if args.render:
-        from inference.render import render_codes_to_mp4
-
-        is_clip = not Path(args.ref).exists()
-        info["render"] = render_codes_to_mp4(
-            args.ref, result.codes, FRAME_RATE_TEXT, info.get("wav"), Path(args.out) / f"{name}.mp4",
-            fps=args.render_fps, size=args.render_size, renderer=args.renderer, ckpt=args.render_ckpt,
-            shards_dir=args.shards if is_clip else None)
+        info["render"] = render_output(args, result.codes, info.get("wav"), name)
     info.update(reference=ref.summary(), seconds={"reference": round(ref_s, 3), "sample": round(out.seconds, 3)})
     print(json.dumps(info, indent=2, ensure_ascii=False))
     return 0
