@@ -270,14 +270,24 @@ class InsightFaceDetector:
         return cap_faces(dets, self.max_faces)
 
     def embed(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
-        from insightface.app.common import Face
+        """(512,) L2-normalized ArcFace embedding of ``det`` (aligned on its 5 keypoints)."""
+        return self.embed_crop(self.crop(rgb, det))
+
+    def crop(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
+        """The BGR face aligned on the detector's 5 keypoints, at the recognition model's input size."""
+        from insightface.utils import face_align
 
         if self._rec is None:
             raise RuntimeError(f"no recognition model in {self.model_dir}")
         if det.keypoints is None or det.keypoints.shape[0] != 5:
             raise ValueError("ArcFace alignment needs the detector's 5 keypoints")
-        face = Face(bbox=det.box, kps=det.keypoints, det_score=det.score)
-        emb = np.asarray(self._rec.get(np.ascontiguousarray(rgb[..., ::-1]), face), np.float32).ravel()
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        return face_align.norm_crop(bgr, landmark=det.keypoints, image_size=self._rec.input_size[0])
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """(512,) L2-normalized embedding of a crop from :meth:`crop`."""
+        assert self._rec is not None
+        emb = np.asarray(self._rec.get_feat(crop), np.float32).ravel()
         return emb / max(float(np.linalg.norm(emb)), 1e-12)
 
 

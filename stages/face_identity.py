@@ -60,6 +60,7 @@ DLIB_SHAPE_5 = PackagedModel(
 DLIB_DESCRIPTOR_DIM = 128  # values per dlib face descriptor
 DLIB_SAME_PERSON_DIST = 0.6  # Euclidean distance between descriptors: dlib's same-person threshold
 CHIP_PADDING = 0.25  # margin around the aligned face chip, as a fraction of its side (dlib's default)
+CHIP_SIZE_PX = 150  # side of the aligned chip the recognition ResNet takes, pixels
 
 
 class IdentityEmbedder(Protocol):
@@ -70,6 +71,14 @@ class IdentityEmbedder(Protocol):
 
     def embed(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
         """Identity embedding of the face ``det`` (boxes and keypoints in ``rgb``'s pixels)."""
+        ...
+
+    def crop(self, rgb: np.ndarray, det: Detection) -> Any:
+        """The aligned face crop the model embeds (cheap; ``embed == embed_crop(crop(...))``)."""
+        ...
+
+    def embed_crop(self, crop: Any) -> np.ndarray:
+        """Identity embedding of a crop from :meth:`crop` (the expensive part)."""
         ...
 
 
@@ -131,9 +140,17 @@ class DlibFaceEmbedder:
         a box around the face like its own detectors' (MediaPipe's boxes fit: the
         descriptors differ by 0.00-0.12 from those on dlib's HOG boxes on the test media).
         """
+        return self.embed_crop(self.crop(rgb, det))
+
+    def crop(self, rgb: np.ndarray, det: Detection) -> np.ndarray:
+        """(150, 150, 3) uint8 chip aligned on the 5 points, with ``CHIP_PADDING`` (about 2 ms)."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)  # dlib refuses strided views
-        shape = self.shape(rgb, det.box)
-        desc = self._rec.compute_face_descriptor(rgb, shape, self.num_jitters, CHIP_PADDING)
+        return self._dlib.get_face_chip(rgb, self.shape(rgb, det.box), CHIP_SIZE_PX, CHIP_PADDING)
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """(128,) float32 descriptor of a chip from :meth:`crop` (about 60 ms; the same values as dlib's
+        ``compute_face_descriptor`` on the whole frame and the 5 points)."""
+        desc = self._rec.compute_face_descriptor(np.ascontiguousarray(crop, dtype=np.uint8), self.num_jitters)
         return np.asarray(desc, np.float32).reshape(DLIB_DESCRIPTOR_DIM)
 
 

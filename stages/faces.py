@@ -13,8 +13,10 @@ gets MediaPipe's 478 landmarks on a square crop around its box (mouth opening,
 and an IoU tracker (``stages.face_tracking``), reset for every sampled range,
 links faces over time. A track therefore never crosses a shot boundary.
 
-Identity: an embedding on every ``identity_every_n_frames``-th detected frame
-of a track (a face whose 5 keypoints are known); a track whose frames disagree
+Identity: every ``identity_every_n_frames``-th detected frame of a track (a face
+whose 5 keypoints are known) is due for an embedding; while a track's embeddings
+agree the gap grows to ``identity_max_every_n_frames``, and a disagreement embeds
+every due frame since the last embedding (``stages.identity_sampler``). A track whose frames disagree
 with the running mean of its current piece (``identity_confirm`` embeddings in a
 row; a single one is an outlier left out of the mean) is split where the box
 jumps before the first disagreeing frame (a box handed over to another person,
@@ -66,6 +68,7 @@ from stages.face_tracking import (
     find_identity_breaks,
     split_track,
 )
+from stages.identity_sampler import IdentitySampler
 from stages.item import FaceTrack, FileItem
 from stages.mouth import estimate_yaw_deg, measure_mouth_open
 
@@ -90,7 +93,10 @@ class FacesConfig:
     tile_grid: int = 3  # MediaPipe: tiles on the long side for the small-face pass; 1 = whole frame only
     tile_every_n_frames: int = 5  # MediaPipe: full tile search on every n-th sampled frame; tracked faces between
     crop_scale: float = 1.6  # landmark crop side as a multiple of the box's longer side
-    identity_every_n_frames: int = 5  # identity embedding (ArcFace or dlib) on every n-th detected frame of a track
+    identity_every_n_frames: int = 5  # every n-th detected frame of a track is due for an identity embedding
+    identity_max_every_n_frames: int = 25  # detected frames between embeddings while a track's identity agrees (the
+    # gap doubles from identity_every_n_frames up to this; a disagreement embeds every due frame since the last
+    # embedding: stages/identity_sampler.py); = identity_every_n_frames embeds every due frame
     min_identity_cos: float = 0.4  # ArcFace, cosine (-1..1): a frame below this to its track's mean starts a new track
     max_identity_dist: float = 0.6  # dlib, Euclidean distance between 128-d descriptors: a frame farther than this
     # from its track's mean starts a new track (0.6 is dlib's same-person threshold)
@@ -225,26 +231,24 @@ class FaceTrackStage(Stage):
             if det.keypoints is None or det.keypoints.shape[0] != 5:
                 det.keypoints = mesh_keypoints(lms)
 
-    def embed_due(self, rgb: np.ndarray, tracker: IouTracker, dets: list[Detection], ids: list[int],
-                  stats: dict[str, Any]) -> None:
-        """Identity embeddings of detections whose track reached its next identity frame.
-
-        Adds the count to ``stats["embeddings"]`` and the wall time to ``stats["identity_s"]`` (seconds).
-        """
+    def new_sampler(self) -> IdentitySampler:
+        """The identity schedule for one sampled range (``stages.identity_sampler``)."""
         assert self._identity is not None
-        n = max(1, self.cfg.identity_every_n_frames)
+        metric, threshold = self.identity_threshold
+        return IdentitySampler(self._identity, self.cfg.identity_every_n_frames,
+                               max(self.cfg.identity_max_every_n_frames, self.cfg.identity_every_n_frames),
+                               metric, threshold)
+
+    @staticmethod
+    def offer_faces(sampler: IdentitySampler, rgb: np.ndarray, tracker: IouTracker, dets: list[Detection],
+                    ids: list[int]) -> None:
+        """Hand this frame's detections (with 5 keypoints) to the identity schedule."""
         by_id = {t.track_id: t for t in tracker.live}
-        ran = 0
         for det, tid in zip(dets, ids, strict=True):
             track = by_id.get(tid)
             if track is None or det.keypoints is None or det.keypoints.shape[0] != 5:
                 continue
-            if (track.n_detected - 1) % n == 0:
-                t0 = time.perf_counter()
-                det.embedding = self._identity.embed(rgb, det)
-                stats["identity_s"] += time.perf_counter() - t0
-                ran += 1
-        stats["embeddings"] += ran
+            sampler.offer(tid, track.n_detected, rgb, det)
 
     def detect_frame(self, rgb: np.ndarray, tracker: IouTracker) -> list[Detection]:
         """Detections in one frame: the full tile search every ``tile_every_n_frames`` sampled frames
@@ -264,6 +268,7 @@ class FaceTrackStage(Stage):
         tracker = IouTracker(self.cfg.iou_threshold, self.cfg.max_missed_frames, first_id)
         dets: list[Detection] = []
         scale, size = 1.0, (0, 0)
+        sampler = self.new_sampler() if self.identity_on else None
         for _i, _t, index, rgb, (w, h) in iterate_grid_frames(source, start_s, end_s, self.cfg.sample_fps,
                                                                self.cfg.max_detection_side_px):
             stats["frames_sampled"] += 1
@@ -279,8 +284,12 @@ class FaceTrackStage(Stage):
             dets = self.detect_frame(rgb, tracker)
             self.measure_faces(rgb, dets)
             ids = tracker.update(dets)
-            if self.identity_on:
-                self.embed_due(rgb, tracker, dets, ids, stats)
+            if sampler is not None:
+                self.offer_faces(sampler, rgb, tracker, dets, ids)
+        if sampler is not None:
+            sampler.flush()
+            stats["embeddings"] += sampler.embeddings
+            stats["identity_s"] += sampler.seconds
         return tracker.finish(), scale, size
 
     def split_identities(self, raw: list[RawTrack], next_id: int, stats: dict[str, Any]) -> tuple[list[RawTrack], int]:
@@ -418,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--end", type=float, default=None, help="seconds (default: end of file)")
     ap.add_argument("--insightface-root", default=None, help="local insightface root (ArcFace identity; default dlib)")
     ap.add_argument("--identity-every", type=int, default=FacesConfig.identity_every_n_frames,
-                    help="embed every n-th detected frame of a track")
+                    help="every n-th detected frame of a track is due for an identity embedding")
+    ap.add_argument("--identity-max-every", type=int, default=FacesConfig.identity_max_every_n_frames,
+                    help="largest gap in detected frames between embeddings of an agreeing track "
+                         "(= --identity-every: embed every due frame)")
     ap.add_argument("--detector", default="mediapipe", choices=["mediapipe", "insightface"])
     args = ap.parse_args(argv)
     item = FileItem(source_path=args.file)
@@ -432,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         if hi > lo:
             item.segments.append(Segment(int(round(lo * AUDIO_SR)), int(round(hi * AUDIO_SR)), shot_index=k))
     stage = FaceTrackStage(cfg=FacesConfig(detector=args.detector, insightface_root=args.insightface_root,
-                                           identity_every_n_frames=args.identity_every))
+                                           identity_every_n_frames=args.identity_every,
+                                           identity_max_every_n_frames=args.identity_max_every))
     t0 = time.perf_counter()
     stage.process([item])
     wall = time.perf_counter() - t0

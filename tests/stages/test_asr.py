@@ -64,8 +64,9 @@ def test_english_stays_english_with_wer_no_worse_than_tiny_en_alone(english_runs
     for name, (ref, item, old) in english_runs.items():
         assert len(item.segments) == 1 and len(old.segments) == 1, (name, item.rejects, old.rejects)
         seg = item.segments[0]
-        # base finds English in every one (GRID bbaf2n least sure: 0.46; the others 0.76-0.99)
-        assert seg.language == "en" and 0.4 < seg.language_prob <= 1.0, (name, seg.extra["asr"]["language_top"])
+        # base finds English in every one (GRID bbaf2n least sure: 0.37 with the 10 s language-ID window, 0.36
+        # with whisper's 30 s, 0.46 with faster-whisper's zero padding: below 0.5 in all three)
+        assert seg.language == "en" and 0.3 < seg.language_prob <= 1.0, (name, seg.extra["asr"]["language_top"])
         assert seg.extra["asr"]["asr_model"] == "tiny.en", name
         ours.append((ref, seg.text))
         before.append((ref, old.segments[0].text))

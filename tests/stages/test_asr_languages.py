@@ -149,3 +149,37 @@ def test_portuguese_video_is_never_labelled_english(asr_stage, media_dir):
     FineSegmentStage().process_item(item)  # default allowlist [en, zh]
     assert item.segments == []
     assert {r.reason for r in item.rejects if r.stage == "segment"} == {"language_not_allowed"}
+
+
+def test_language_id_window_is_sized_to_the_piece_and_agrees_with_whispers_30_s(asr_stage, make_speech_item,
+                                                                                  media_dir):
+    """#15: the encoder sees max(10 s, piece + 1 s) of log-mel, not 30 s, with whisper's top language.
+
+    The encoder is wrapped (not replaced) to record the number of log-mel frames it is given.
+    """
+    from stages.item import MODEL_SR
+    from stages.whisper_backends import detect_language_windowed
+
+    model = asr_stage._backend.model
+    frames: list[int] = []
+    encode = model.encode
+
+    def recording_encode(features, *a, **k):
+        frames.append(features.shape[-1])
+        return encode(features, *a, **k)
+
+    model.encode = recording_encode
+    try:
+        for name, lang in ((ZH_CLIP, "zh"), ("whisper_jfk.flac", "en")):
+            item = make_speech_item(media_dir / name)
+            audio = item.audio_16k
+            windowed = detect_language_windowed(model, audio, 10.0)
+            full = detect_language_windowed(model, audio, 30.0)
+            assert windowed[0][0] == full[0][0] == lang, (name, windowed, full)
+            assert abs(windowed[0][1] - full[0][1]) < 0.1, (windowed, full)
+            hop = MODEL_SR // 100  # whisper's log-mel: 100 frames per second
+            assert frames[-2] == max(1000, -(-len(audio) // hop) + 100), frames
+            assert frames[-1] == 3000
+            assert frames[-2] < 3000
+    finally:
+        del model.encode

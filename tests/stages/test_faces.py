@@ -7,6 +7,7 @@ since buffalo_l cannot be downloaded here; MediaPipe models and all media are re
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -54,9 +55,11 @@ def test_talking_head_gives_one_long_track_with_moving_mouth(stage, media_dir):
     assert abs(np.nanmedian(t.yaw_deg)) < 20  # roughly frontal
     assert np.allclose(np.diff(t.times_s), 1 / FPS)
     assert t.frame_w == 512 and t.frame_h == 512
-    # Identity offline (dlib): one person, every 5th frame embedded, all close to the track's mean.
+    # Identity offline (dlib): one person, all close to the track's mean. Every 5th frame is due; as they
+    # agree, the gap grows to 25 frames (stages/identity_sampler.py): about one embedding a second.
     assert t.embedding is not None and t.embedding.shape == (DLIB_DESCRIPTOR_DIM,)
-    assert t.n_embeddings == pytest.approx(len(t.times_s) / 5, abs=1)
+    due = math.ceil(len(t.times_s) / 5)
+    assert due / 5 <= t.n_embeddings <= due / 5 + 4, (t.n_embeddings, due)
     assert t.identity_max_dist < DLIB_SAME_PERSON_DIST and t.identity_min_cos is None and t.split_from is None
     assert "face_identity" not in item.provenance["skipped"]
     prov = item.provenance["faces"]
@@ -120,7 +123,7 @@ def test_arcface_identity_runs_with_an_insightface_root(media_dir, tmp_path):
     assert t.embedding is not None and t.embedding.shape == (512,)
     assert np.linalg.norm(t.embedding) == pytest.approx(1.0, abs=1e-5)
     assert t.identity_min_cos is not None and -1.0 <= t.identity_min_cos <= 1.0 and t.identity_max_dist is None
-    assert item.provenance["faces"]["embeddings"] >= 8  # ~50 frames, every 5th
+    assert item.provenance["faces"]["embeddings"] >= 3  # ~37 frames: 8 due, embedded at due frames 1, 2, 4, 8
     assert "face_identity" not in item.provenance["skipped"]
     assert "identity=insightface:buffalo_l" in item.provenance["models"]["faces"]  # ArcFace wins over dlib
     assert "dlib" not in item.provenance["models"]["faces"]
@@ -148,7 +151,7 @@ def test_cli_prints_track_summary(media_dir, capsys):
     assert set(t) >= {"track_id", "shot", "start_s", "end_s", "mean_area_frac", "median_yaw_deg",
                       "mouth_open_std", "n_embeddings", "identity_min_cos", "identity_max_dist", "split_from"}
     assert t["mean_area_frac"] > 0.05 and t["identity_min_cos"] is None
-    assert t["n_embeddings"] >= 6 and 0 < t["identity_max_dist"] < DLIB_SAME_PERSON_DIST and t["split_from"] is None
+    assert t["n_embeddings"] >= 3 and 0 < t["identity_max_dist"] < DLIB_SAME_PERSON_DIST and t["split_from"] is None
     ident = out["identity"]
     assert ident["model"].startswith("dlib-") and ident["metric"] == "euclidean"
     assert ident["threshold"] == FacesConfig().max_identity_dist and ident["splits"] == 0
