@@ -80,7 +80,8 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
         SceneCutStage(cfg=cfg.scene),
         VadSegmentStage(cfg=cfg.vad),
         DiarizeStage(cfg=cfg.diarize),
-        AsrStage(cfg=cfg.asr),
+        AsrStage(cfg=cfg.asr, only_languages=None if cfg.asr.transcribe_all_languages or not
+                 cfg.segment.allowed_languages else list(cfg.segment.allowed_languages)),
         FineSegmentStage(cfg=cfg.segment),
         DnsmosStage(cfg=cfg.dnsmos),
         FaceTrackStage(cfg=cfg.faces),

@@ -85,3 +85,29 @@ def describe_code_layout() -> dict[str, Any]:
 
 
 CODE_LAYOUT: dict[str, Any] = describe_code_layout()
+
+
+def find_mirror_partner(name: str) -> str:
+    """The code column a column becomes in the left-right mirrored video ("browDownLeft" -> "browDownRight")."""
+    for a, b in (("Left", "Right"), ("Right", "Left")):
+        if a in name:
+            return name.replace(a, b)
+    return name
+
+
+# Left-right mirror of a video (the image flipped about its vertical axis), in code space: column i of the mirrored
+# codes is ``MIRROR_SIGN[i] * codes[MIRROR_SOURCE[i]]``, plus 1 for tx. The subject's left and right swap
+# (blendshapes, eyes); yaw and roll change sign, pitch does not; eye yaws change sign; tx -> 1 - tx.
+MIRROR_SOURCE: tuple[int, ...] = tuple(CODE_NAMES.index(find_mirror_partner(n)) for n in CODE_NAMES)
+MIRROR_SIGN: tuple[float, ...] = tuple(
+    -1.0 if n in ("yaw", "roll", "tx", "eyeLeftYaw", "eyeRightYaw") else 1.0 for n in CODE_NAMES)
+MIRROR_OFFSET: tuple[float, ...] = tuple(1.0 if n == "tx" else 0.0 for n in CODE_NAMES)
+
+
+def mirror_codes(codes: Any) -> Any:
+    """Codes ``(..., 61)`` of the left-right mirrored video (numpy array in, numpy array out)."""
+    import numpy as np
+
+    c = np.asarray(codes)
+    return (c[..., list(MIRROR_SOURCE)] * np.asarray(MIRROR_SIGN, c.dtype)
+            + np.asarray(MIRROR_OFFSET, c.dtype)).astype(c.dtype, copy=False)

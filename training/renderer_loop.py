@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from training.loop import (
     seed_everything,
 )
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
+from training.steps import MetricWindow, is_row_due, take_optimizer_step
 
 log = logging.getLogger("omnitalker.renderer")
 
@@ -137,13 +137,11 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     loader = make_pair_loader(clips, cfg.data, cfg.model.image_size, ctx.rank, ctx.world_size, start_step)
     it = iter(loader)
-    acc: dict[str, float] = {}
-    acc_steps, acc_images = 0, 0
-    t_log = t_start = time.perf_counter()
+    window = MetricWindow("frames_per_s")
     last_ckpt, last_loss = ckpt, None
     gen_w.train()
     disc_w.train()
-    clip = cfg.optim.grad_clip_norm or float("inf")
+    clip = cfg.optim.grad_clip_norm
     lw = cfg.loss
     try:
         while step < cfg.optim.max_steps:
@@ -163,35 +161,20 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
             weights = {"l1": lw.l1_weight, "ssim": lw.ssim_weight, "mouth": lw.mouth_weight, "vgg": lw.vgg_weight,
                        "gan_g": lw.gan_weight}
             loss = sum(weights[k] * v for k, v in parts.items())
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(gen.parameters(), clip)
-            opt_g.step()
-            sched_g.step()
+            grad_norm = take_optimizer_step(gen, loss, opt_g, sched_g, clip)
             ema.update(gen, step)
             if use_gan:
                 real_logits, fake_logits = disc_w(torch.cat([drv, fake.detach()])).chunk(2)  # one DDP forward
                 d_loss = discriminator_hinge_loss(real_logits, fake_logits)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
-                opt_d.step()
+                take_optimizer_step(disc, d_loss, opt_d, None, clip)
                 parts["gan_d"] = d_loss
             sched_d.step()
-            for k, v in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
-                acc[k] = acc.get(k, 0.0) + float(v.detach())
-            acc_steps += 1
-            acc_images += src.shape[0]
+            window.add({"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}, src.shape[0])
             reporter.advance(step)
-            if step % cfg.logging.log_every_steps == 0 or step == cfg.optim.max_steps:
-                now = time.perf_counter()
-                row: dict[str, Any] = {"step": step, **{k: v / acc_steps for k, v in acc.items()},
-                                       "lr": sched_g.get_last_lr()[0], "grad_norm": float(grad_norm),
-                                       "frames_per_s": acc_images / max(now - t_log, 1e-9),
-                                       "world_size": ctx.world_size, "elapsed_s": now - t_start}
+            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
+                row = window.row(step, sched_g.get_last_lr()[0], grad_norm, ctx.world_size)
                 last_loss = row["loss"]
                 reporter.write(row)
-                acc, acc_steps, acc_images, t_log = {}, 0, 0, now
             if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": gen, "disc": disc}, ema, optims,
                                                    {"kind": "warpgan", "config": cfg.to_dict()},

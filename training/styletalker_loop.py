@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from training.loop import (
     start_single_model,
 )
 from training.split import prepare_split
+from training.steps import MetricWindow, is_row_due, take_optimizer_step
 from training.styletalker_data import (
     StyleTalkerDataConfig,
     clip_stats,
@@ -113,7 +113,7 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
         (run_dir / "styletalker_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     seed_everything(cfg.seed)
     model = StyleTalkerMotion(cfg.model)
-    model.set_stats(**clip_stats(clips))
+    model.set_stats(**clip_stats(clips, cfg.data.mirror_prob))
     model = model.to(device)
     sync = None
     if cfg.loss.sync_weight > 0:
@@ -134,39 +134,25 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     rng = np.random.default_rng([cfg.seed, ctx.rank, step])
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ctx.rank + step)  # posterior samples
-    acc = dict.fromkeys(PARTS, 0.0)
-    acc_steps = 0
-    t_log = t_start = time.perf_counter()
+    window = MetricWindow("windows_per_s")
     last_ckpt, last_loss = ckpt, None
     try:
         while step < cfg.optim.max_steps:
             model_w.train()
-            batch = {k: v.to(device) for k, v in sample_motion_batch(clips, cfg.data, rng).items()}
+            batch = {k: v.to(device) for k, v in sample_motion_batch(clips, cfg.data, rng).items() if k != "mirrored"}
             out = model_w(batch["mel"], batch["codes"], batch["ref"], gen)
             loss, parts = styletalker_loss(out, cfg.loss, batch["mel"], sync, step)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {step + 1}: the StyleTalker loss is not finite ({parts})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm or float("inf"))
-            opt.step()
-            sched.step()
+            grad_norm = take_optimizer_step(model, loss, opt, sched, cfg.optim.grad_clip_norm)
             step += 1
             ema.update(model, step)
-            for k in PARTS:
-                acc[k] += parts[k]
-            acc_steps += 1
+            window.add({k: parts[k] for k in PARTS}, cfg.data.batch_size)
             reporter.advance(step)
-            if step % cfg.logging.log_every_steps == 0 or step == cfg.optim.max_steps:
-                now = time.perf_counter()
-                row: dict[str, Any] = {"step": step, **{k: v / max(acc_steps, 1) for k, v in acc.items()},
-                                       "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
-                                       "windows_per_s": acc_steps * cfg.data.batch_size / max(now - t_log, 1e-9),
-                                       "world_size": ctx.world_size, "elapsed_s": now - t_start}
+            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
+                row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size)
                 last_loss = row["loss"]
                 reporter.write(row)
-                acc = dict.fromkeys(PARTS, 0.0)
-                acc_steps, t_log = 0, now
             if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": model}, ema, optim,
                                                    {"kind": "styletalker", "config": cfg.to_dict(),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from training.loop import (
     seed_everything,
     start_single_model,
 )
+from training.steps import MetricWindow, is_row_due, take_optimizer_step
 from training.sync_data import SyncClip, SyncDataConfig, load_sync_clips, sample_batch
 
 log = logging.getLogger("omnitalker.train_sync")
@@ -204,9 +204,7 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     rng = np.random.default_rng([cfg.seed, ctx.rank, step])
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank + step)  # input noise (CPU tensors)
-    acc_loss = acc_acc = 0.0
-    acc_steps = 0
-    t_log = t_start = time.perf_counter()
+    window = MetricWindow("windows_per_s")
     last_ckpt, last_loss = ckpt, None
     facts = {"train_sources": sources, "holdout_sources": held_sources}
     try:
@@ -215,14 +213,10 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
             batch = {k: v.to(device) for k, v in sample_batch(train_clips, cfg.model.window_frames, cfg.data,
                                                                rng).items()}
             loss, acc = info_nce(model_w, batch, cfg, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm or float("inf"))
-            opt.step()
-            sched.step()
+            grad_norm = take_optimizer_step(model, loss, opt, sched, cfg.optim.grad_clip_norm)
             step += 1
             ema.update(model, step)
-            acc_loss, acc_acc, acc_steps = acc_loss + float(loss.detach()), acc_acc + acc, acc_steps + 1
+            window.add({"loss": loss, "acc": acc}, cfg.data.batch_size)
             reporter.advance(step)
             row: dict[str, Any] = {}
             if is_main and held and (step % cfg.val_every_steps == 0 or step == cfg.optim.max_steps):
@@ -231,16 +225,10 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
                 if score == score and score > best["val_auc"]:
                     best = {"val_auc": score, "step": step, **row}
                     export_sync_weights(ema.module, run_dir / EXPORT_FILE, {**facts, "step": step, **row})
-            if step % cfg.logging.log_every_steps == 0 or step == cfg.optim.max_steps or row:
-                now = time.perf_counter()
-                row = {"step": step, "loss": acc_loss / max(acc_steps, 1), "acc": acc_acc / max(acc_steps, 1),
-                       "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
-                       "windows_per_s": acc_steps * cfg.data.batch_size / max(now - t_log, 1e-9), "world_size": ctx.world_size,
-                       "elapsed_s": now - t_start, **row}
+            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps) or row:
+                row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size, **row)
                 last_loss = row["loss"]
                 reporter.write(row)
-                acc_loss = acc_acc = 0.0
-                acc_steps, t_log = 0, now
             if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": model}, ema, optim,
                                                    {"kind": "sync", "config": cfg.to_dict(),

@@ -151,6 +151,38 @@ def test_portuguese_video_is_never_labelled_english(asr_stage, media_dir):
     assert {r.reason for r in item.rejects if r.stage == "segment"} == {"language_not_allowed"}
 
 
+def test_pieces_in_rejected_languages_are_identified_but_not_transcribed(asr_stage, media_dir):
+    """#15: in the curation job ASR gets ``segment.allowed_languages`` (``AsrStage.only_languages``). The
+    Portuguese pieces keep the language and probability of a full run, whisper decodes nothing (its
+    ``transcribe`` is wrapped to count calls), and the segment stage ledgers every piece."""
+    path = media_dir / "latentsync_demo2_video.mp4"
+    full = vad_asr_item(path, asr_stage)
+    backend = asr_stage._backend
+    calls: list[str] = []
+    for model in (backend.model, backend.english):
+        transcribe = model.transcribe
+        model.transcribe = lambda *a, _t=transcribe, **k: calls.append("decode") or _t(*a, **k)
+    asr_stage.only_languages = ["en", "zh"]
+    try:
+        item = vad_asr_item(path, asr_stage)
+    finally:
+        asr_stage.only_languages = None
+        del backend.model.transcribe, backend.english.transcribe
+    assert calls == []
+    assert [(s.start_sample, s.end_sample, s.language, s.language_prob) for s in item.segments] == [
+        (s.start_sample, s.end_sample, s.language, s.language_prob) for s in full.segments]
+    for seg in item.segments:
+        assert seg.text == "" and not seg.words and "not transcribed" in seg.extra["asr"]["text_skipped"]
+    assert not [r for r in item.rejects if r.stage == "asr"]
+    FineSegmentStage().process_item(item)
+    rows = [r for r in item.rejects if r.stage == "segment"]
+    assert item.segments == [] and {r.reason for r in rows} == {"language_not_allowed"}
+    # one row per piece (VAD segments of one language joined, as for transcribed clips), with its probability
+    assert {round(r.value, 6) for r in rows} == {round(s.language_prob, 6) for s in full.segments}
+    covered = sum(r.end_s - r.start_s for r in rows)
+    assert covered >= sum(s.duration_s for s in full.segments) - 1e-6
+
+
 def test_language_id_window_is_sized_to_the_piece_and_agrees_with_whispers_30_s(asr_stage, make_speech_item,
                                                                                   media_dir):
     """#15: the encoder sees max(10 s, piece + 1 s) of log-mel, not 30 s, with whisper's top language.

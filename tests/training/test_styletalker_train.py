@@ -4,6 +4,7 @@ load, and ``omnitalker generate --model styletalker`` writes the DiT path's npz 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,14 @@ from inference.generate import load_driving_audio
 from inference.generate import main as generate_main
 from launchers.train_styletalker import main
 from model.styletalker.io import load_styletalker
-from shards.codes import CODE_DIM, POSE_SLICE
+from shards.codes import CODE_DIM, CODE_NAMES, POSE_SLICE, mirror_codes
 from tests.training.shard_fixtures import clip_id_of, write_shard_set
-from training.styletalker_data import StyleTalkerDataConfig, load_motion_clips, sample_motion_batch
+from training.styletalker_data import (
+    StyleTalkerDataConfig,
+    clip_stats,
+    load_motion_clips,
+    sample_motion_batch,
+)
 from training.styletalker_loop import StyleTalkerTrainConfig, load_styletalker_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -60,12 +66,21 @@ def test_batches_take_reference_elsewhere_in_the_same_clip(st_shards):
     assert len(clips) == 8 and not held
     b = sample_motion_batch(clips, cfg, np.random.default_rng(0))
     assert b["mel"].shape == (16, 80, 100) and b["codes"].shape == (16, 80, CODE_DIM) and b["ref"].shape == (16, 48, CODE_DIM)
+    mirrored = b["mirrored"].numpy()
+    assert 0 < mirrored.sum() < 16  # mirror_prob 0.5 by default
     for i in range(16):
         c = clips[int(b["clip"][i])]
         p, q = int(b["pos"][i]), int(b["ref_pos"][i])
-        np.testing.assert_array_equal(b["codes"][i].numpy(), c.codes[p:p + 80])
-        np.testing.assert_array_equal(b["ref"][i].numpy(), c.codes[q:q + 48])
+        look = mirror_codes if mirrored[i] else np.asarray  # a mirrored window's reference is mirrored too
+        np.testing.assert_array_equal(b["codes"][i].numpy(), look(c.codes[p:p + 80]))
+        np.testing.assert_array_equal(b["ref"][i].numpy(), look(c.codes[q:q + 48]))
+        np.testing.assert_array_equal(b["mel"][i].numpy(), c.mel[p:p + 80])  # the audio is not mirrored
         assert q + 48 <= p or q >= p + 80  # clips of >= 200 frames always have room elsewhere
+    off = sample_motion_batch(clips, replace(cfg, mirror_prob=0.0), np.random.default_rng(0))
+    assert not off["mirrored"].any()
+    stats, stats_m = clip_stats(clips), clip_stats(clips, 0.5)
+    yaw = CODE_NAMES.index("yaw")
+    assert abs(stats_m["code_mean"][yaw]) < 1e-6 < abs(stats["code_mean"][yaw])  # mirrored yaws cancel
 
 
 def test_training_falls_resumes_and_keeps_kl_open(st_run, st_shards, capsys):
