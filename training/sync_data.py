@@ -10,6 +10,10 @@ clip less than ``min_shift`` frames away).
 
 Held-out sources (``holdout``: file names, e.g. one speaker's clips) are kept out of training and
 give the validation windows.
+
+Augmentation: with probability ``mirror_prob`` an anchor's lip window is that of the left-right
+mirrored video (``shards.codes.mirror_codes``: the left and right mouth blendshapes swap), its audio
+unchanged: a mirrored face says the same thing at the same time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from model.sync.model import lip_features
+from shards.codes import mirror_codes
 from shards.reader import iterate_mel_code_clips
 from shards.spec import N_MELS
 
@@ -34,6 +39,7 @@ class SyncDataConfig:
     holdout: list[str] = field(default_factory=list)  # source file names (basename) kept for validation
     min_dnsmos_ovrl: float = 0.0  # clips below this DNSMOS OVRL are not used (0: every genuine clip)
     speed_range: float = 0.0  # +- fraction: each anchor's windows are taken this much faster or slower (0: off)
+    mirror_prob: float = 0.0  # 0-1: probability that an anchor's lip window is left-right mirrored
 
 
 @dataclass
@@ -42,6 +48,7 @@ class SyncClip:
     source: str  # the source file's name (basename)
     mel: np.ndarray  # (N, 100) float32
     lips: np.ndarray  # (N, 54) float32: lip features of the codes
+    lips_mirrored: np.ndarray | None = None  # (N, 54) float32: the same of the mirrored codes
 
 
 def load_sync_clips(shards_dir: str, window: int, cfg: SyncDataConfig) -> tuple[list[SyncClip], list[SyncClip]]:
@@ -50,7 +57,8 @@ def load_sync_clips(shards_dir: str, window: int, cfg: SyncDataConfig) -> tuple[
     hold = {posixpath.basename(h) for h in cfg.holdout}
     need = window + 2 * cfg.min_shift_frames
     for clip_id, source, _path, mel, codes in iterate_mel_code_clips(shards_dir, need, cfg.min_dnsmos_ovrl):
-        clip = SyncClip(clip_id, source, mel, lip_features(torch.from_numpy(codes)).numpy())
+        mirrored = lip_features(torch.from_numpy(mirror_codes(codes))).numpy() if cfg.mirror_prob > 0 else None
+        clip = SyncClip(clip_id, source, mel, lip_features(torch.from_numpy(codes)).numpy(), mirrored)
         (held if source in hold else train).append(clip)
     return train, held
 
@@ -70,7 +78,8 @@ def sample_batch(clips: list[SyncClip], window: int, cfg: SyncDataConfig, rng: n
         last = len(clip.mel) - span
         p = int(rng.integers(0, last + 1))
         pos[b] = p
-        lips[b] = stretch(clip.lips[p:p + span], window)
+        mirror = clip.lips_mirrored is not None and cfg.mirror_prob > 0 and rng.random() < cfg.mirror_prob
+        lips[b] = stretch((clip.lips_mirrored if mirror else clip.lips)[p:p + span], window)
         audio[b, 0] = stretch(clip.mel[p:p + span], window)
         for k in range(cfg.negatives):
             q = shifted_start(p, last, cfg, rng)

@@ -116,6 +116,28 @@ def test_batches_hold_true_pairs_and_far_enough_negatives():
     assert spans.min() < 19 - 1 and spans.max() > 19 + 1 and torch.allclose(fast["audio"][:, 0, :, 0], fast["lips"][:, :, 0])
 
 
+def test_mirrored_anchors_take_the_mirrored_lips_with_the_same_audio():
+    from model.sync.model import LIP_NAMES, lip_features
+    from shards.codes import CODE_DIM, EXPRESSION_NAMES, mirror_codes
+    from training.sync_data import SyncClip, SyncDataConfig, sample_batch
+
+    n = 120
+    codes = np.zeros((n, CODE_DIM), np.float32)
+    codes[:, EXPRESSION_NAMES.index("mouthSmileLeft")] = np.arange(n)  # a left-only smile, growing
+    lips = lip_features(torch.from_numpy(codes)).numpy()
+    mirrored = lip_features(torch.from_numpy(mirror_codes(codes))).numpy()
+    mel = np.repeat(np.arange(n, dtype=np.float32)[:, None], N_MELS, 1)
+    clip = SyncClip("c", "a.mp4", mel, lips, mirrored)
+    b = sample_batch([clip], 20, SyncDataConfig(batch_size=32, negatives=2, mirror_prob=0.5), np.random.default_rng(0))
+    left, right = LIP_NAMES.index("mouthSmileLeft"), LIP_NAMES.index("mouthSmileRight")
+    flipped = b["lips"][:, :, right].abs().sum(1) > 0
+    assert 0 < int(flipped.sum()) < 32  # about half
+    for i in range(32):
+        src = b["lips"][i, :, right if flipped[i] else left]
+        torch.testing.assert_close(src, b["audio"][i, 0, :, 0])  # same span of the same audio either way
+        assert float(b["lips"][i, :, left if flipped[i] else right].abs().sum()) == 0.0
+
+
 @pytest.mark.slow
 def test_ray_train_two_cpu_workers(sync_shards, tmp_path):
     """DDP through Ray Train (2 CPU workers): both ranks step, rank 0 writes the checkpoint and the model."""
