@@ -63,6 +63,7 @@ from training.config import FeatureConfig, OptimConfig, TrainConfig, build_model
 from training.data import build_index, compute_feature_stats, exclude_clips, make_loader
 from training.ema import EMA
 from training.split import prepare_split
+from training.steps import is_step_due
 
 log = logging.getLogger("omnitalker.train")
 STATS_FILE = "stats.json"
@@ -425,7 +426,7 @@ def train(cfg: TrainConfig, shards_dir: str | Path, run_dir: str | Path, ctx: Di
                 acc_frames += float(cpu_lengths.sum())  # CPU copy: no device sync
                 acc_samples += float(cpu_lengths.numel())
                 reporter.advance(step)
-                if step % cfg.logging.log_every_steps == 0 or step == max_steps:
+                if is_step_due(step, cfg.logging.log_every_steps, max_steps):
                     now = time.perf_counter()
                     frames = sum_over_ranks(acc_frames, ctx, device)
                     samples = sum_over_ranks(acc_samples, ctx, device)
@@ -439,7 +440,7 @@ def train(cfg: TrainConfig, shards_dir: str | Path, run_dir: str | Path, ctx: Di
                     last_loss = row["loss"]
                     reporter.write(row)
                     acc, acc_steps, acc_frames, acc_samples, t_log = {}, 0, 0.0, 0.0, now
-                if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == max_steps):
+                if is_main and is_step_due(step, cfg.logging.ckpt_every_steps, max_steps):
                     extra = {"epoch": epoch, "batches_done": batches_done,
                              "generator": encode_tensor_state(gen.get_state())}
                     last_ckpt = save_checkpoint(run_dir, step, model, ema, optimizer, scheduler, cfg_dict,

@@ -59,7 +59,7 @@ from training.loop import (
     seed_everything,
 )
 from training.renderer_data import RendererDataConfig, build_renderer_index, make_pair_loader
-from training.steps import MetricWindow, is_row_due, take_optimizer_step
+from training.steps import MetricWindow, is_step_due, take_optimizer_step
 
 log = logging.getLogger("omnitalker.renderer")
 
@@ -171,11 +171,11 @@ def train_renderer(cfg: RendererTrainConfig, shards_dir: str | Path, run_dir: st
             sched_d.step()
             window.add({"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}, src.shape[0])
             reporter.advance(step)
-            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
+            if is_step_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
                 row = window.row(step, sched_g.get_last_lr()[0], grad_norm, ctx.world_size)
                 last_loss = row["loss"]
                 reporter.write(row)
-            if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
+            if is_main and is_step_due(step, cfg.logging.ckpt_every_steps, cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": gen, "disc": disc}, ema, optims,
                                                    {"kind": "warpgan", "config": cfg.to_dict()},
                                                    cfg.logging.keep_last)

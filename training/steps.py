@@ -27,8 +27,9 @@ def take_optimizer_step(module: nn.Module, loss: Tensor, opt: torch.optim.Optimi
     return float(grad_norm)
 
 
-def is_row_due(step: int, every: int, max_steps: int) -> bool:
-    """Whether ``step`` writes a metrics row (every ``every`` steps and at the last)."""
+def is_step_due(step: int, every: int, max_steps: int) -> bool:
+    """Whether a periodic action (a metrics row, a checkpoint, a validation) runs at ``step``: every ``every``
+    steps and at the last."""
     return step % every == 0 or step == max_steps
 
 

@@ -50,7 +50,7 @@ from training.loop import (
     start_single_model,
 )
 from training.split import prepare_split
-from training.steps import MetricWindow, is_row_due, take_optimizer_step
+from training.steps import MetricWindow, is_step_due, take_optimizer_step
 from training.styletalker_data import (
     StyleTalkerDataConfig,
     clip_stats,
@@ -149,11 +149,11 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
             ema.update(model, step)
             window.add({k: parts[k] for k in PARTS}, cfg.data.batch_size)
             reporter.advance(step)
-            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
+            if is_step_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
                 row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size)
                 last_loss = row["loss"]
                 reporter.write(row)
-            if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
+            if is_main and is_step_due(step, cfg.logging.ckpt_every_steps, cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": model}, ema, optim,
                                                    {"kind": "styletalker", "config": cfg.to_dict(),
                                                     "extra": {"train_sources": sources}}, cfg.logging.keep_last)

@@ -43,7 +43,7 @@ from training.loop import (
     seed_everything,
     start_single_model,
 )
-from training.steps import MetricWindow, is_row_due, take_optimizer_step
+from training.steps import MetricWindow, is_step_due, take_optimizer_step
 from training.sync_data import SyncClip, SyncDataConfig, load_sync_clips, sample_batch
 
 log = logging.getLogger("omnitalker.train_sync")
@@ -219,17 +219,17 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
             window.add({"loss": loss, "acc": acc}, cfg.data.batch_size)
             reporter.advance(step)
             row: dict[str, Any] = {}
-            if is_main and held and (step % cfg.val_every_steps == 0 or step == cfg.optim.max_steps):
+            if is_main and held and is_step_due(step, cfg.val_every_steps, cfg.optim.max_steps):
                 row.update(measure_heldout(ema.module, held, cfg))
                 score = row.get("val_auc_swapped", float("nan")) + row.get("val_auc_shifted", float("nan"))
                 if score == score and score > best["val_auc"]:
                     best = {"val_auc": score, "step": step, **row}
                     export_sync_weights(ema.module, run_dir / EXPORT_FILE, {**facts, "step": step, **row})
-            if is_row_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps) or row:
+            if is_step_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps) or row:
                 row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size, **row)
                 last_loss = row["loss"]
                 reporter.write(row)
-            if is_main and (step % cfg.logging.ckpt_every_steps == 0 or step == cfg.optim.max_steps):
+            if is_main and is_step_due(step, cfg.logging.ckpt_every_steps, cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": model}, ema, optim,
                                                    {"kind": "sync", "config": cfg.to_dict(),
                                                     "extra": {"best": best, **facts}}, cfg.logging.keep_last)
