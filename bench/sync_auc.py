@@ -173,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     model, model_id = load_sync_model(args.model)
     print(f"{len(clips)} held-out files ({', '.join(c['name'] for c in clips)}), "
           f"{sum(c['seconds'] for c in clips):.0f} s, loaded in {time.perf_counter() - t0:.0f} s; model {model_id}")
+    # One intra-op thread, as the sync stage scores (``sync.torch_threads: 1``) and as the visual cost
+    # was measured: with torch's default (every core) the same scoring took 18.5 instead of 8.8 ms CPU
+    # per s of video, the difference being thread synchronization, not work.
+    import torch
+
+    torch.set_num_threads(1)
     stats, errors, cpu_per_s = learned_scores(model, clips, args.window, args.hop)
     kinds = list(stats)
     print(f"\n{'scorer / confidence':28s} {'n_true':>6s} " + " ".join(f"{k:>11s}" for k in kinds[1:]))

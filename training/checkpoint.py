@@ -193,6 +193,26 @@ def save_module_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn
     return final
 
 
+def save_ema_snapshot(folder: str | Path, step: int, ema: EMA, state: dict[str, Any]) -> Path:
+    """Write the EMA weights and ``state.json`` (``step`` plus ``state``) to ``folder``, atomically, replacing it.
+
+    An inference-only checkpoint folder (no training weights, optimizer or RNG state: it cannot be
+    resumed from), e.g. a run's best held-out step, which the ``keep_last`` pruning would delete.
+    """
+    final = Path(folder)
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(ema.module, str(tmp / "ema.safetensors"), metadata={"step": str(step), "kind": str(state.get("kind", ""))})
+    (tmp / STATE_FILE).write_text(json.dumps({"step": int(step), **to_jsonable(state)}), encoding="utf-8")
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def load_module_checkpoint(ckpt: str | Path, modules: dict[str, nn.Module], ema: EMA, optims: dict[str, Any]
                            ) -> dict[str, Any]:
     """Inverse of :func:`save_module_checkpoint` (weights to the device they live on); returns state.json."""

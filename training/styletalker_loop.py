@@ -8,7 +8,11 @@ AdamW with warmup and decay. The lip-sync model is ``sync_model_path`` (None: th
 The training set's per-column code and mel mean and std are computed once and live in the model as buffers.
 
 The held-out test clips of ``RUN_DIR/split.json`` (``training/split.py``, section ``data.split``) are never
-trained on; ``omnitalker eval`` reads them back.
+trained on; ``omnitalker eval`` reads them back. The clips of the ``data.holdout`` sources are not trained on
+either: every ``val_every_steps`` the EMA model reconstructs them in the motion-controllable mode
+(``training/styletalker_val.py``: ``val_pitch_r, val_yaw_r, val_motion_mse, val_lip_mse`` rows in
+``metrics.jsonl``), and the best measurement's EMA weights are kept in ``RUN_DIR/best`` (a checkpoint folder
+that ``generate --ckpt`` and ``omnitalker eval`` load; the ``keep_last`` pruning never deletes it).
 
 Checkpoints, resume, EMA and ``metrics.jsonl`` are those of the other trainers
 (``RUN_DIR/checkpoints/step_<08d>/``: model, EMA, optimizer, ``state.json`` with ``kind: styletalker``);
@@ -38,7 +42,7 @@ from model.styletalker.model import (
 )
 from model.sync.io import load_sync_model
 from shards.spec import FRAME_RATE_HZ
-from training.checkpoint import save_module_checkpoint
+from training.checkpoint import save_ema_snapshot, save_module_checkpoint
 from training.config import LoggingConfig, OptimConfig
 from training.loop import (
     DistContext,
@@ -57,10 +61,12 @@ from training.styletalker_data import (
     load_motion_clips,
     sample_motion_batch,
 )
+from training.styletalker_val import heldout_score, measure_heldout
 
 log = logging.getLogger("omnitalker.train_styletalker")
 
 PARTS = ("loss", "elbo", "recon", "kl", "sync", "lip_mse", "motion_mse")
+BEST_DIR = "best"  # RUN_DIR/best: the EMA of the best held-out measurement
 
 
 @dataclass
@@ -75,6 +81,8 @@ class StyleTalkerTrainConfig:
                                                                     weight_decay=0.01))
     logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(log_every_steps=25, ckpt_every_steps=500))
     sync_model_path: str | None = None  # lip-sync model for the sync loss; None = the shipped default (model/sync)
+    val_every_steps: int = 250  # steps between held-out measurements (with data.holdout; 0 = never)
+    val_max_frames: int = 938  # frames of each held-out clip measured (10 s at 93.75 Hz)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     torch_threads: int = 0  # intra-op threads; 0 = torch's default
@@ -125,12 +133,15 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
     run = start_single_model(model, cfg.optim, ctx, ckpt, log)
     ema, model_w, optim, step = run.ema, run.model_w, run.optim, run.step
     opt, sched = optim["opt"], optim["sched"]
+    best = run.extra.get("best", {"score": -1.0, "step": 0})
     start_step = step
     sources = sorted({c.source for c in clips})
+    held_sources = sorted({c.source for c in held})
+    facts = {"train_sources": sources, "holdout_sources": held_sources}
     if is_main:
-        log.info("StyleTalker %.3f M parameters; %d training clips from %d sources (%.1f min)",
-                 count_parameters(model) / 1e6, len(clips), len(sources),
-                 sum(len(c.mel) for c in clips) / FRAME_RATE_HZ / 60)
+        log.info("StyleTalker %.3f M parameters; %d training clips from %d sources (%.1f min); %d held-out clips "
+                 "from %s", count_parameters(model) / 1e6, len(clips), len(sources),
+                 sum(len(c.mel) for c in clips) / FRAME_RATE_HZ / 60, len(held), held_sources or "none")
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     rng = np.random.default_rng([cfg.seed, ctx.rank, step])
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ctx.rank + step)  # posterior samples
@@ -149,18 +160,27 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
             ema.update(model, step)
             window.add({k: parts[k] for k in PARTS}, cfg.data.batch_size)
             reporter.advance(step)
-            if is_step_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps):
-                row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size)
+            row: dict[str, Any] = {}
+            if is_main and held and cfg.val_every_steps > 0 and is_step_due(step, cfg.val_every_steps, cfg.optim.max_steps):
+                row = measure_heldout(ema.module, held, cfg.data.ref_frames, cfg.val_max_frames)
+                score = heldout_score(row)
+                if score == score and score > best["score"]:
+                    best = {"score": score, "step": step, **row}
+                    save_ema_snapshot(run_dir / BEST_DIR, step, ema,
+                                      {"kind": "styletalker", "config": cfg.to_dict(), "extra": {**facts, "best": best}})
+            if is_step_due(step, cfg.logging.log_every_steps, cfg.optim.max_steps) or row:
+                row = window.row(step, sched.get_last_lr()[0], grad_norm, ctx.world_size, **row)
                 last_loss = row["loss"]
                 reporter.write(row)
             if is_main and is_step_due(step, cfg.logging.ckpt_every_steps, cfg.optim.max_steps):
                 last_ckpt = save_module_checkpoint(run_dir, step, {"model": model}, ema, optim,
                                                    {"kind": "styletalker", "config": cfg.to_dict(),
-                                                    "extra": {"train_sources": sources}}, cfg.logging.keep_last)
+                                                    "extra": {**facts, "best": best}}, cfg.logging.keep_last)
     finally:
         reporter.close()
+    best_note = f"; best held-out step {best['step']} ({run_dir / BEST_DIR})" if best["step"] else ""
     return TrainResult("trained", step, start_step, str(last_ckpt) if last_ckpt else None, last_loss,
-                       f"trained steps {start_step} -> {step}; checkpoint {last_ckpt}", reporter.rows)
+                       f"trained steps {start_step} -> {step}; checkpoint {last_ckpt}{best_note}", reporter.rows)
 
 
 # --------------------------------------------------------------------------- Ray Train

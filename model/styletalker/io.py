@@ -9,12 +9,13 @@ import torch
 from safetensors.torch import load_model
 
 from core.overlay import overlay_config
-from model.checkpoint import read_state, resolve_checkpoint
+from model.checkpoint import CKPT_DIR, read_state, resolve_checkpoint
 from model.styletalker.model import StyleTalkerConfig, StyleTalkerMotion
 
 
 def load_styletalker(path: str | Path, device: str | torch.device = "cpu") -> tuple[StyleTalkerMotion, str]:
-    """``(model in eval mode, model id "<run>/<step_dir>")``; a missing run or checkpoint raises FileNotFoundError."""
+    """``(model in eval mode, model id "<run>/<step_dir>")`` (``"<run>/best"`` for a run's best held-out step); a
+    missing run or checkpoint raises FileNotFoundError."""
     p = Path(path).expanduser()
     ckpt = resolve_checkpoint(p)
     state = read_state(ckpt)
@@ -23,4 +24,6 @@ def load_styletalker(path: str | Path, device: str | torch.device = "cpu") -> tu
     cfg = overlay_config(StyleTalkerConfig(), state["config"]["model"])
     model = StyleTalkerMotion(cfg)
     load_model(model, str(ckpt / "ema.safetensors"), strict=True, device="cpu")
-    return model.to(device).eval(), f"{p.name}/{Path(ckpt).name}"
+    ckpt = Path(ckpt)
+    run = ckpt.parent.parent if ckpt.parent.name == CKPT_DIR else ckpt.parent  # a step folder, or RUN_DIR/best
+    return model.to(device).eval(), f"{run.name}/{ckpt.name}"
