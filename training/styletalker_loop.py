@@ -150,7 +150,8 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
     try:
         while step < cfg.optim.max_steps:
             model_w.train()
-            batch = {k: v.to(device) for k, v in sample_motion_batch(clips, cfg.data, rng).items() if k != "mirrored"}
+            batch = sample_motion_batch(clips, cfg.data, rng)
+            batch = {k: batch[k].to(device) for k in ("mel", "codes", "ref")}  # the rest is bookkeeping
             out = model_w(batch["mel"], batch["codes"], batch["ref"], gen)
             loss, parts = styletalker_loss(out, cfg.loss, batch["mel"], sync, step)
             if not torch.isfinite(loss):
