@@ -10,7 +10,7 @@ The training set's per-column code and mel mean and std are computed once and li
 The held-out test clips of ``RUN_DIR/split.json`` (``training/split.py``, section ``data.split``) are never
 trained on; ``omnitalker eval`` reads them back. The clips of the ``data.holdout`` sources are not trained on
 either: every ``val_every_steps`` the EMA model reconstructs them in the motion-controllable mode
-(``training/styletalker_val.py``: ``val_pitch_r, val_yaw_r, val_motion_mse, val_lip_mse`` rows in
+(``training/styletalker_val.py``: ``val_pitch_r, val_yaw_r, val_motion_mse, val_lip_mse, val_lip_base_mse`` in
 ``metrics.jsonl``), and the best measurement's EMA weights are kept in ``RUN_DIR/best`` (a checkpoint folder
 that ``generate --ckpt`` and ``omnitalker eval`` load; the ``keep_last`` pruning never deletes it).
 

@@ -12,7 +12,10 @@ the held-out clips (each cut to ``val_max_frames``):
   what decides it, measured on faces the model has not seen. A clip whose pose column does not move
   (std below ``MIN_POSE_STD_RAD``) has no r and is left out of that mean;
 * ``val_motion_mse``, ``val_lip_mse``: mean squared error of the motion and the lip columns in the
-  model's standardized units (per-column z-scores of the training set);
+  model's standardized units (per-column z-scores of the training set); ``val_lip_base_mse``: the same
+  error for a constant prediction, the training set's mean (what a lip stream must beat to have learned
+  anything that transfers to these speakers; it is 1.0 only when they move their lips as the training
+  speakers do);
 * ``val_clips``: how many clips were measured.
 
 :func:`heldout_score` (the mean of the two r) ranks measurements: the training loop exports the best one
@@ -55,10 +58,11 @@ def reconstruct_driven(model: StyleTalkerMotion, clip: MotionClip, ref_frames: i
 @torch.no_grad()
 def measure_heldout(model: StyleTalkerMotion, clips: list[MotionClip], ref_frames: int,
                     max_frames: int) -> dict[str, float]:
-    """``val_pitch_r, val_yaw_r, val_motion_mse, val_lip_mse, val_clips`` over ``clips`` (see the module doc)."""
-    pitch, yaw, motion, lips = [], [], [], []
+    """``val_pitch_r, val_yaw_r, val_motion_mse, val_lip_mse, val_lip_base_mse, val_clips`` over ``clips`` (see the
+    module doc)."""
+    pitch, yaw, motion, lips, lips_base = [], [], [], [], []
     lip_cols, motion_cols = model.lip_index.tolist(), model.motion_index.tolist()
-    std = model.code_std.cpu().numpy()  # floored at set_stats' STD_FLOOR
+    mean, std = model.code_mean.cpu().numpy(), model.code_std.cpu().numpy()  # std floored at STD_FLOOR
     for clip in clips:
         pred = reconstruct_driven(model, clip, ref_frames, max_frames)
         true = clip.codes[:len(pred)]
@@ -67,8 +71,9 @@ def measure_heldout(model: StyleTalkerMotion, clips: list[MotionClip], ref_frame
         err = ((pred - true) / std) ** 2
         motion.append(float(err[:, motion_cols].mean()))
         lips.append(float(err[:, lip_cols].mean()))
+        lips_base.append(float((((true - mean) / std)[:, lip_cols] ** 2).mean()))
     return {"val_pitch_r": nan_mean(pitch), "val_yaw_r": nan_mean(yaw), "val_motion_mse": nan_mean(motion),
-            "val_lip_mse": nan_mean(lips), "val_clips": len(clips)}
+            "val_lip_mse": nan_mean(lips), "val_lip_base_mse": nan_mean(lips_base), "val_clips": len(clips)}
 
 
 def nan_mean(values: list[float]) -> float:
