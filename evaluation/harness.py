@@ -32,6 +32,7 @@ from evaluation import frechet, motion, systems
 from evaluation.report import write_outputs
 from evaluation.scorers import AsrScorer, SyncScorer, VoiceScorer
 from evaluation.tasks import EvalItem, build_item, load_clips
+from model.styletalker.model import DEFAULT_TEMPERATURE
 from shards.spec import FRAME_RATE_HZ
 from training.split import read_split
 
@@ -56,7 +57,7 @@ class EvalConfig:
     steps: int = 16  # DiT Euler steps
     ref_max_s: float = 3.0  # seconds: longest reference span
     speaker_cos: float = 0.76  # GE2E cosine for a same-speaker reference from another source
-    temperature: float = 1.0  # StyleTalker prior temperature
+    temperature: float = DEFAULT_TEMPERATURE  # StyleTalker prior temperature (model/styletalker)
     vocoder: str = "auto"  # auto | vocos | griffin_lim
     vocos_path: str | None = None
     sync_model_path: str | None = None  # None: the shipped lip-sync weights

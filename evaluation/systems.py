@@ -31,6 +31,7 @@ import numpy as np
 from evaluation.tasks import EvalItem
 from inference.generate import GenerateConfig, generate
 from inference.styletalker_generate import generate_styletalker_codes
+from model.styletalker.model import DEFAULT_TEMPERATURE
 
 GENERATED_SYSTEMS = ("dit_text", "dit_audio", "styletalker")
 
@@ -112,7 +113,7 @@ def dit_audio(item: EvalItem, dit: DitBundle, seeds: list[int]) -> SystemOutput:
                         [o.codes for o in outs])
 
 
-def styletalker(item: EvalItem, model: Any, model_id: str, seeds: list[int], temperature: float = 1.0
+def styletalker(item: EvalItem, model: Any, model_id: str, seeds: list[int], temperature: float = DEFAULT_TEMPERATURE
                 ) -> SystemOutput:
     """StyleTalker: codes for the real target mel, styled by the reference's codes."""
     outs = [generate_styletalker_codes(model, item.target_mel, item.ref.codes, seed, temperature, None, model_id)

@@ -53,6 +53,7 @@ from model.dit.backbone import OmniTalkerDiT
 from model.dit.config import ModelConfig, SamplerConfig
 from model.dit.sampler import sample
 from model.normalizer import FeatureNormalizer
+from model.styletalker.model import DEFAULT_TEMPERATURE
 from model.vocoder import VOCODER_KINDS, Vocoder, VocoderConfig, load_vocoder
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, FRAME_RATE_TEXT
 from stages.text_norm import contains_han, normalize_for_model
@@ -219,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--visual-scale", type=float, default=None, help="CFG scale of the reference codes")
     ap.add_argument("--sway", type=float, default=None, help="sway sampling coefficient (e.g. -1); default uniform")
     ap.add_argument("--seed", type=int, default=0, help="noise seed")
-    ap.add_argument("--temperature", type=float, default=1.0, help="styletalker: scale of the prior's base noise "
-                    "(0 = the flow's deterministic path)")
+    ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="styletalker: scale of the prior's base noise "
+                    "(0 = the flow's deterministic path; 1 jitters, docs/styletalker.md)")
     ap.add_argument("--drive", default=None, help="styletalker: a clip_id in --shards or a video whose head, eye "
                     "and brow motion drives the output (posterior mean on the driver's codes and audio, decoded "
                     "with the driver's style); lips still follow --audio, --ref gives the picture")

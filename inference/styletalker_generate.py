@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from model.styletalker.io import load_styletalker
-from model.styletalker.model import StyleTalkerMotion
+from model.styletalker.model import DEFAULT_TEMPERATURE, StyleTalkerMotion
 
 
 @dataclass
@@ -40,7 +40,7 @@ class StyleTalkerOutput:
 
 
 def generate_styletalker_codes(model: StyleTalkerMotion, mel: np.ndarray, ref_codes: np.ndarray, seed: int = 0,
-                               temperature: float = 1.0, drive_codes: np.ndarray | None = None,
+                               temperature: float = DEFAULT_TEMPERATURE, drive_codes: np.ndarray | None = None,
                                model_id: str = "", drive_mel: np.ndarray | None = None) -> StyleTalkerOutput:
     """``(N, 61)`` codes for ``mel (N, 100)``: from the prior, or with ``drive_codes (N', 61)`` (and the driver's
     ``drive_mel (N', 100)``) from the driver (module docstring); deterministic for a given seed."""
