@@ -48,12 +48,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 
+from core.signals import pearson  # noqa: E402
 from inference.codes_io import CodeTrack, resample_codes  # noqa: E402
 from inference.render import extract_drive_codes  # noqa: E402
-from shards.codes import EXPRESSION_NAMES, ROTATION_SLICE  # noqa: E402
+from shards.codes import EXPRESSION_NAMES, PITCH_COL, ROLL_COL, YAW_COL  # noqa: E402
 from shards.spec import AUDIO_SR, FRAME_RATE, FRAME_RATE_HZ, FRAME_RATE_TEXT  # noqa: E402
 
-K_PITCH, K_YAW, K_ROLL = range(ROTATION_SLICE.start, ROTATION_SLICE.stop)  # code columns, radians
 K_JAW = EXPRESSION_NAMES.index("jawOpen")
 SMOOTH_S = 0.1  # seconds: moving average of jawOpen and the envelope
 MAX_LAG_S = 0.2  # seconds: lags searched for the mouth correlations
@@ -63,14 +63,6 @@ DEFAULT_REF = MEDIA / "videoretalking_face4.mp4"  # a third identity
 
 
 # --------------------------------------------------------------------------- signals
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two equal-length series; nan when either is constant or shorter than 3."""
-    a = np.asarray(a, np.float64) - np.mean(a)
-    b = np.asarray(b, np.float64) - np.mean(b)
-    d = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / d) if a.size >= 3 and d > 1e-12 else float("nan")
 
 
 def smooth(x: np.ndarray, n: int) -> np.ndarray:
@@ -124,7 +116,7 @@ def pose_r(codes: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
     n = min(len(codes), len(target))
     m = np.ones(n, bool) if mask is None else np.asarray(mask[:n], bool)
     return {name: pearson(codes[:n][m, k], target[:n][m, k])
-            for name, k in (("pitch", K_PITCH), ("yaw", K_YAW), ("roll", K_ROLL))} | {"n": int(m.sum())}
+            for name, k in (("pitch", PITCH_COL), ("yaw", YAW_COL), ("roll", ROLL_COL))} | {"n": int(m.sum())}
 
 
 def jaw_r(jaw: np.ndarray, other: np.ndarray, fps: float) -> dict[str, float]:
@@ -253,8 +245,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "model": model_id, "ckpt": ckpt, "driver": str(args.driver), "audio": str(args.audio), "ref": str(args.ref),
         "fps": args.fps, "frames": n, "seconds": round(n / args.fps, 3), "driver_start_s": round(drive.start_s, 3),
         "render_frames": summary["frames"],
-        "driver_pose_std_rad": {k: float(drv_det[drv_mask][:, c].std()) for k, c in (("pitch", K_PITCH),
-                                                                                     ("yaw", K_YAW))},
+        "driver_pose_std_rad": {k: float(drv_det[drv_mask][:, c].std()) for k, c in (("pitch", PITCH_COL),
+                                                                                     ("yaw", YAW_COL))},
         "faceless_frac": {"driver": float(1 - drv_mask.mean()), "output": float(1 - out_mask.mean())},
         "pose": pose, "mouth": mouth, "times_s": {k: round(v, 1) for k, v in times.items()},
     }

@@ -44,6 +44,7 @@ from blendshape_fit.landmarker import FaceLandmarkExtractor, LandmarkTrack
 from blendshape_fit.neutral import normalize_pose, to_canonical_axes
 from blendshape_fit.prior import build_eye_basis, build_prior
 from blendshape_fit.track import fit_track
+from core.signals import pearson
 from shards.codes import EXPRESSION_NAMES, EXPRESSION_SLICE, MP_BLENDSHAPE_NAMES
 
 BASIS_VERSION = "v1"
@@ -118,13 +119,6 @@ def assemble_model(geometry: CanonicalGeometry, exp_basis: np.ndarray, meta: dic
     return FaceModel(mean=mean, exp_basis=exp_basis, eye_basis=build_eye_basis(mean, centres),
                      eyeball_centres=centres, version=BASIS_VERSION, triangles=geometry.triangles,
                      score_rms=score_rms, meta=meta)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation (NaN when either side is constant)."""
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def score_fits(fits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:

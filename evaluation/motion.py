@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.signals import pearson
 from shards.codes import EXPRESSION_NAMES, EXPRESSION_SLICE, ROTATION_SLICE
 from shards.spec import FRAME_RATE_HZ
 
@@ -72,16 +73,6 @@ def style_stats(codes: np.ndarray) -> dict[str, float]:
     """The three style statistics of one clip (names in ``STYLE_STATS``)."""
     return {"head_motion_dps": head_motion_dps(codes), "blink_per_min": blink_per_min(codes),
             "expr_range": expr_range(codes)}
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two equal-length series; NaN when either is constant or shorter than 3."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def speech_envelope(mel: np.ndarray) -> np.ndarray:

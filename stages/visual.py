@@ -38,13 +38,12 @@ from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkT
 from blendshape_fit.resample import interpolate_rows, resample_at_times
 from blendshape_fit.track import TrackFit, fit_track
 from core.media_io import av_source, open_binary
-from shards.codes import EXPRESSION_NAMES, ROTATION_SLICE
+from shards.codes import EXPRESSION_NAMES, YAW_COL
 from shards.spec import AUDIO_SR, VIDEO_TRACK_FPS, count_mel_frames, mel_frame_times
 from stages.base import Resources, Stage
 from stages.item import FileItem, Reject, Segment, VideoFrames
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
-YAW = ROTATION_SLICE.start + 1
 
 
 @dataclass
@@ -242,7 +241,7 @@ def summarize(item: FileItem, seconds: float) -> dict[str, Any]:
         row: dict[str, Any] = {"start_s": seg.start_s, "end_s": seg.end_s, "visual": None}
         if v is not None:
             row.update(n_frames=int(v.shape[0]), fit_rmse_iod=seg.fit_rmse, face_area_frac=seg.face_area_frac,
-                       jawOpen_mean=float(v[:, JAW_OPEN].mean()), yaw_deg_mean=float(np.degrees(v[:, YAW].mean())),
+                       jawOpen_mean=float(v[:, JAW_OPEN].mean()), yaw_deg_mean=float(np.degrees(v[:, YAW_COL].mean())),
                        visual="(n_frames, 61) float32", **seg.extra.get("visual", {}))
         segs.append(row)
     return {"source": item.source_path, "wall_s": round(seconds, 3), "segments": segs,

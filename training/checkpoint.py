@@ -94,6 +94,19 @@ def write_vocab_atomic(vocab: Vocab, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def install_folder(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final`` by renames. An existing ``final`` (the same step saved
+    again, e.g. a resumed run ending where it started) is renamed aside first and deleted after, so ``final``
+    is never half-written and is missing only between two renames."""
+    if final.exists():
+        old = final.with_name(f".tmp-old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
                     scheduler: Any, cfg_dict: dict[str, Any], vocab: Vocab, stats: dict[str, Any],
                     keep_last: int, extra: dict[str, Any] | None = None) -> Path:
@@ -121,13 +134,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module, ema: EMA, 
              "stats": to_jsonable(stats), "extra": to_jsonable(extra or {})}
     (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
     vocab.save(tmp / VOCAB_FILE)
-    if final.exists():  # re-saving the same step (e.g. a resumed run ending where it started)
-        old = root / f".tmp-old-{checkpoint_name(step)}-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    install_folder(tmp, final)
     write_vocab_atomic(vocab, run_dir / VOCAB_FILE)
     for old_ckpt in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old_ckpt, ignore_errors=True)
@@ -185,9 +192,7 @@ def save_module_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn
     torch.save({k: v.state_dict() for k, v in optims.items()} | {"ema": ema.state_dict()}, tmp / "optimizer.pt")
     full = {"step": int(step), "rng": capture_rng_state(), **to_jsonable(state)}
     (tmp / STATE_FILE).write_text(json.dumps(full), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    install_folder(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -205,11 +210,7 @@ def save_ema_snapshot(folder: str | Path, step: int, ema: EMA, state: dict[str, 
     tmp.mkdir(parents=True)
     save_model(ema.module, str(tmp / "ema.safetensors"), metadata={"step": str(step), "kind": str(state.get("kind", ""))})
     (tmp / STATE_FILE).write_text(json.dumps({"step": int(step), **to_jsonable(state)}), encoding="utf-8")
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    install_folder(tmp, final)
     return final
 
 

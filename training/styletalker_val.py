@@ -31,20 +31,18 @@ import math
 import numpy as np
 import torch
 
+from core.signals import pearson
 from model.styletalker.model import StyleTalkerMotion
-from shards.codes import ROTATION_SLICE
+from shards.codes import PITCH_COL, YAW_COL
 from training.styletalker_data import MotionClip
 
-K_PITCH, K_YAW = ROTATION_SLICE.start, ROTATION_SLICE.start + 1  # code columns, radians
 MIN_POSE_STD_RAD = 1e-3  # a pose column that moves less than this over a clip has no correlation to report
 
 
-def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two series; NaN when either is (nearly) constant."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() < MIN_POSE_STD_RAD or b.std() < 1e-9:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
+def pose_r(true: np.ndarray, pred: np.ndarray) -> float:
+    """Pearson r of a reconstructed pose column with the true one (radians); NaN when the true head does not
+    move in that axis (std below ``MIN_POSE_STD_RAD``) or the reconstruction is constant."""
+    return math.nan if np.std(true) < MIN_POSE_STD_RAD else pearson(true, pred)
 
 
 def reconstruct_driven(model: StyleTalkerMotion, clip: MotionClip, ref_frames: int, max_frames: int) -> np.ndarray:
@@ -66,8 +64,8 @@ def measure_heldout(model: StyleTalkerMotion, clips: list[MotionClip], ref_frame
     for clip in clips:
         pred = reconstruct_driven(model, clip, ref_frames, max_frames)
         true = clip.codes[:len(pred)]
-        pitch.append(pearson_r(true[:, K_PITCH], pred[:, K_PITCH]))
-        yaw.append(pearson_r(true[:, K_YAW], pred[:, K_YAW]))
+        pitch.append(pose_r(true[:, PITCH_COL], pred[:, PITCH_COL]))
+        yaw.append(pose_r(true[:, YAW_COL], pred[:, YAW_COL]))
         err = ((pred - true) / std) ** 2
         motion.append(float(err[:, motion_cols].mean()))
         lips.append(float(err[:, lip_cols].mean()))

@@ -59,8 +59,3 @@ def decode_audio(path: Path, rate: int = ENVELOPE_SR) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, dtype=np.float64) - np.mean(a)
-    b = np.asarray(b, dtype=np.float64) - np.mean(b)
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")

@@ -14,8 +14,9 @@ import pytest
 
 from blendshape_fit.fit import BlendshapeFitter
 from blendshape_fit.track import TrackFit, fit_track
+from core.signals import pearson
 from shards.codes import EXPRESSION_NAMES
-from tests.blendshape_fit.media import decode_audio, pearson, shipped_model, talking_track, talking_videos
+from tests.blendshape_fit.media import decode_audio, shipped_model, talking_track, talking_videos
 
 REPORTED = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "mouthFunnel",
             "mouthPucker")

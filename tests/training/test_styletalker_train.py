@@ -25,7 +25,7 @@ from training.styletalker_data import (
     sample_motion_batch,
 )
 from training.styletalker_loop import StyleTalkerTrainConfig, load_styletalker_config
-from training.styletalker_val import heldout_score, measure_heldout, pearson_r
+from training.styletalker_val import heldout_score, measure_heldout, pose_r
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -186,8 +186,10 @@ def test_heldout_sources_are_measured_and_the_best_step_kept(st_shards, tmp_path
     assert again["val_yaw_r"] == pytest.approx(best_row["val_yaw_r"], abs=1e-5)
 
 
-def test_pearson_r_of_a_still_pose_is_undefined():
+def test_pose_r_of_a_still_head_is_undefined():
     t = np.linspace(0, 6, 200)
-    assert pearson_r(np.sin(t), 2 * np.sin(t) + 1) == pytest.approx(1.0)
-    assert np.isnan(pearson_r(np.full(200, 0.1), np.sin(t)))  # a head that does not turn has no r
+    assert pose_r(np.sin(t), 2 * np.sin(t) + 1) == pytest.approx(1.0)
+    assert pose_r(np.sin(t), -np.sin(t)) == pytest.approx(-1.0)
+    assert np.isnan(pose_r(np.full(200, 0.1), np.sin(t)))  # a head that does not turn has no r
+    assert np.isnan(pose_r(0.0005 * np.sin(t), np.sin(t)))  # nor one that turns less than MIN_POSE_STD_RAD
     assert np.isnan(heldout_score({"val_pitch_r": 0.9}))
