@@ -14,6 +14,11 @@ last on an embedded local Ray; its overhead counts the CPU capacity it held
 
     python bench/curate.py [--input ../shared/data/media] [--cpus 2] [--skip-ray] [--repeat N]
 
+Every timed run also reports the cores the whole machine kept busy on average (``/proc/stat``: the
+Ray workers, the driver and library threads included; NaN off Linux). It shows the ceiling of a
+speed-up on a small machine: one actor whose decodes are slice-threaded already keeps more than one
+core busy, so N CPUs can give at most N / (its cores busy) (docs/performance.md).
+
 ``--repeat N`` curates N distinct copies of every input (a few trailing bytes
 appended, which decoders ignore, so each copy has its own sha256): fixed costs
 (Ray start-up, actor and model start-up, the probe pass) then amortize as they
@@ -44,6 +49,25 @@ from pipeline.run import curate  # noqa: E402
 from stages.item import FileItem  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (``/proc/stat``: every state but idle and
+    iowait, summed over cores); NaN where there is no ``/proc/stat``."""
+    import os
+
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [float(v) for v in fh.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cores_busy(busy_start: float, wall_s: float) -> float:
+    """Average cores busy since ``busy_start`` (a :func:`machine_busy_s` reading) over ``wall_s`` seconds."""
+    return (machine_busy_s() - busy_start) / max(wall_s, 1e-9)
 
 
 def run_standalone(paths: list[str], cfg) -> tuple[dict[str, float], float, list[FileItem]]:
@@ -106,20 +130,23 @@ def run_long(path: str, cfg, max_chunk_s: float, skip_uncut: bool = False) -> No
         run_cfg = copy.deepcopy(cfg)
         run_cfg.run.local_num_cpus, run_cfg.run.max_chunk_s = cpus, chunk_s
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()  # curate starts its own local Ray (sized for the job): start-up included
+            t0, b0 = time.perf_counter(), machine_busy_s()  # curate starts its own local Ray: start-up included
             manifest = curate(path, f"{tmp}/out", run_cfg, executor="ray", show_progress=False)
             wall = time.perf_counter() - t0
+            busy = cores_busy(b0, wall)
             ray.shutdown()
             table = OutputStore(f"{tmp}/out").read_table("shards", ["clip_id"])
             ids[label] = sorted(table.column("clip_id").to_pylist()) if table is not None else []
-        rows.append((label, wall, manifest["hours_in"] * 3600))
+        rows.append((label, wall, manifest["hours_in"] * 3600, busy))
     base = rows[0][1]
     print(f"\none long file: {rows[0][2]:.0f} s of audio ({path})\n")
-    print(f"{'':28} {'wall s':>8} {'speed-up vs 1 actor':>20} {'clips':>6}")
-    for label, wall, _ in rows:
-        print(f"{label:28} {wall:8.1f} {base / wall:19.2f}x {len(ids[label]):6d}")
+    print(f"{'':28} {'wall s':>8} {'speed-up vs 1 actor':>20} {'cores busy':>11} {'clips':>6}")
+    for label, wall, _, busy in rows:
+        print(f"{label:28} {wall:8.1f} {base / wall:19.2f}x {busy:11.2f} {len(ids[label]):6d}")
     same = len({tuple(v) for v in ids.values()}) == 1
     print(f"\nsame clip ids in all {len(rows)} runs: {same} (goal: chunked >= 1.7x, same clips)")
+    print(f"ceiling of the 2-CPU speed-up on this machine: 2 / {rows[0][3]:.2f} cores busy with one actor "
+          f"= {2 / rows[0][3]:.2f}x")
 
 
 def main() -> None:
@@ -172,11 +199,12 @@ def main() -> None:
                  f"voice {voice_s:.2f} s"))
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, b0 = time.perf_counter(), time.process_time(), machine_busy_s()
         curate(args.input, f"{tmp}/serial", cfg, executor="serial", show_progress=False)
         wall, cpu_used = time.perf_counter() - t0, time.process_time() - c0
         rows.append(("job, serial executor", f"{cpu_used:8.2f}", f"{audio_s / cpu_used:10.1f}",
-                     f"{100 * (wall - stage_sum) / stage_sum:+.1f} % (wall {wall:.1f} s)"))
+                     f"{100 * (wall - stage_sum) / stage_sum:+.1f} % (wall {wall:.1f} s, "
+                     f"{cores_busy(b0, wall):.2f} cores busy)"))
         if not args.skip_ray:
             import ray
 
@@ -184,13 +212,15 @@ def main() -> None:
             t0 = time.perf_counter()
             ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
             startup = time.perf_counter() - t0
-            t1 = time.perf_counter()
+            t1, b1 = time.perf_counter(), machine_busy_s()
             curate(args.input, f"{tmp}/ray", cfg, executor="ray", show_progress=False)
             job = time.perf_counter() - t1
+            busy = cores_busy(b1, job)
             ray.shutdown()
             held = job * args.cpus
             rows.append((f"job, Ray ({args.cpus} CPUs)", f"{held:8.2f}", f"{audio_s / held:10.1f}",
-                         f"{100 * (held - stage_sum) / stage_sum:+.1f} % (wall {job:.1f} s + start-up {startup:.1f} s)"))
+                         f"{100 * (held - stage_sum) / stage_sum:+.1f} % (wall {job:.1f} s + start-up {startup:.1f} s, "
+                         f"{busy:.2f} cores busy)"))
 
     print(f"\ncuration on {len(paths)} inputs, {audio_s:.1f} s of audio ({args.input})\n")
     print(f"{'':24} {'CPU s':>8} {'input s/CPU s':>14}  overhead vs sum of stages (goal < 25 %)")
