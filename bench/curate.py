@@ -35,6 +35,7 @@ same clip ids.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -54,8 +55,6 @@ REPO = Path(__file__).resolve().parents[1]
 def machine_busy_s() -> float:
     """CPU seconds the whole machine has been busy since boot (``/proc/stat``: every state but idle and
     iowait, summed over cores); NaN where there is no ``/proc/stat``."""
-    import os
-
     try:
         with open("/proc/stat", encoding="ascii") as fh:
             fields = [float(v) for v in fh.readline().split()[1:]]
