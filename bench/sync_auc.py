@@ -10,12 +10,18 @@ visual codes are computed once over the whole file (the curation's own stages); 
 * shifted by 0.2, 0.4, 1 and 2 s: the file's own audio moved later (negative: out of sync).
 
 Rows: the learned model with three confidences (median distance minus the minimum over all lags,
-within the correctable ±0.2 s, and within ±80 ms), and the classical active-speaker scorer.
+within the correctable ±0.2 s, and within ±80 ms), the lip-sync score that curation gates on
+(``shards.sync_score``: the confidence plus the cosine similarity at the best lag) within ±0.2 s and
+±80 ms, and the classical active-speaker scorer.
 Offset error: the same true windows with the audio delayed or advanced by 40-200 ms; the
 measured offset minus that of the unshifted window should equal the delay. Cost: CPU seconds of
 scoring per second of video, and as a fraction of the visual stage's cost.
 
-    python bench/sync_auc.py [--model PATH] [--window 3] [--hop 1.5]
+With ``--clips SHARDS`` (the curated sync corpus) it also scores the held-out files' whole curated
+clips, with their own audio and under every other held-out file's audio, and reports what
+``sync.min_score`` keeps and drops: the calibration of the stage's threshold.
+
+    python bench/sync_auc.py [--model PATH] [--window 3] [--hop 1.5] [--clips out/sync_corpus/shards]
 """
 
 from __future__ import annotations
@@ -88,10 +94,12 @@ def load_heldout(names: list[str]) -> list[dict]:
 def learned_scores(model, clips: list[dict], window: float, hop: float) -> tuple[dict, dict, float]:
     """Per kind -> per statistic -> scores; offset errors (ms) per delay; CPU s per video s."""
     from model.sync.scoring import score_clip
+    from shards.sync_score import combine_sync_score
 
     n_win, hop_f = int(round(window * FRAME_RATE_HZ)), int(round(hop * FRAME_RATE_HZ))
     kinds = ["true", "swapped"] + [f"shift {s:g}s" for s in SHIFTS_S]
-    stats: dict[str, dict[str, list[float]]] = {k: {"all lags": [], "±0.2 s": [], "±80 ms": []} for k in kinds}
+    stats: dict[str, dict[str, list[float]]] = {
+        k: {"all lags": [], "±0.2 s": [], "±80 ms": [], "score ±0.2 s": [], "score ±80 ms": []} for k in kinds}
     errors: dict[int, list[float]] = {d: [] for d in DELAYS_MS}
     cpu, scored_s = 0.0, 0.0
 
@@ -105,7 +113,10 @@ def learned_scores(model, clips: list[dict], window: float, hop: float) -> tuple
         finite = np.isfinite(s.dists)
         stats[kind]["all lags"].append(s.conf)
         stats[kind]["±0.2 s"].append(s.conf_near)
-        stats[kind]["±80 ms"].append(float(np.median(s.dists[finite]) - s.dists[near80 & finite].min()))
+        min80 = float(s.dists[near80 & finite].min())
+        stats[kind]["±80 ms"].append(float(np.median(s.dists[finite])) - min80)
+        stats[kind]["score ±0.2 s"].append(s.score_near)
+        stats[kind]["score ±80 ms"].append(combine_sync_score(stats[kind]["±80 ms"][-1], min80))
         return s.offset_s
 
     for c in clips:
@@ -149,6 +160,54 @@ def classical_scores(clips: list[dict], window: float, hop: float) -> dict[str, 
     return out
 
 
+def whole_clip_scores(model, shards: str, names: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(genuine (n, 2), dubbed (m, 2), files)``: ``(sync_conf, score)`` of every curated clip of a held-out
+    file with its own audio, and under every other held-out file's audio (its mel repeated to length)."""
+    import pyarrow.parquet as pq
+
+    from model.sync.scoring import score_clip
+
+    held = set(names)
+    clips = []
+    for part in sorted(Path(shards).glob("part-*.parquet")):
+        for r in pq.read_table(part, columns=["source_path", "mel", "visual"]).to_pylist():
+            if Path(r["source_path"]).name in held:
+                clips.append((Path(r["source_path"]).name, np.asarray(r["mel"], np.float32),
+                              np.asarray(r["visual"], np.float32)))
+    genuine, dubbed = [], []
+    for name, mel, codes in clips:
+        try:
+            s = score_clip(model, mel, codes)
+        except ValueError:  # shorter than the model's windows: the stage ledgers it too_short_for_sync
+            continue
+        genuine.append((s.conf_near, s.score_near))
+        for other, mel_o, _ in clips:
+            if other != name:
+                d = score_clip(model, np.resize(mel_o, mel.shape), codes)
+                dubbed.append((d.conf_near, d.score_near))
+    return np.array(genuine).reshape(-1, 2), np.array(dubbed).reshape(-1, 2), len({c[0] for c in clips})
+
+
+def report_whole_clips(model, shards: str, names: list[str]) -> None:
+    """AUC of genuine against dubbed whole clips, and what the stage's threshold keeps and drops."""
+    from stages.sync import SyncConfig
+
+    genuine, dubbed, files = whole_clip_scores(model, shards, names)
+    if not len(genuine) or not len(dubbed):
+        print(f"\nwhole clips: no held-out clips in {shards}")
+        return
+    min_score = SyncConfig().min_score
+    print(f"\nwhole held-out clips ({shards}): {len(genuine)} genuine clips of {files} files, {len(dubbed)} dubbed "
+          "(each face under every other held-out file's audio)")
+    print(f"{'gate value':28s} {'AUC':>6s} {'genuine min':>12s} {'dubbed median':>14s} {'dubbed below the lowest genuine':>32s}")
+    for col, label in ((0, "sync_conf"), (1, "score (sync.min_score)")):
+        lo = float(genuine[:, col].min())
+        print(f"{label:28s} {compute_auc(genuine[:, col], dubbed[:, col]):6.3f} {lo:12.3f} "
+              f"{np.median(dubbed[:, col]):14.3f} {np.mean(dubbed[:, col] < lo):32.3f}")
+    print(f"sync.min_score = {min_score}: genuine kept {np.mean(genuine[:, 1] >= min_score):.3f}, "
+          f"dubbed rejected {np.mean(dubbed[:, 1] < min_score):.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from model.sync.io import load_sync_model
     from training.sync_loop import load_sync_config
@@ -160,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hop", type=float, default=1.5, help="seconds between window starts")
     ap.add_argument("--no-classical", action="store_true", help="skip the classical scorer rows")
     ap.add_argument("--cache", default=None, help="pickle of the loaded held-out files: written once, then reused")
+    ap.add_argument("--clips", default=None, help="curated shards of the sync corpus (make sync-model's first step, "
+                    "out/sync_corpus/shards): also score its held-out whole clips, genuine and dubbed, against "
+                    "sync.min_score")
     args = ap.parse_args(argv)
     names = load_sync_config(args.config).data.holdout
     t0 = time.perf_counter()
@@ -197,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     visual_cpu = sum(c["visual_cpu"] for c in clips) / sum(c["seconds"] for c in clips)
     print(f"\ncost: scoring {cpu_per_s * 1000:.1f} ms CPU per s of video; visual stage {visual_cpu * 1000:.0f} ms "
           f"per s; ratio {cpu_per_s / max(visual_cpu, 1e-9):.3f} (goal <= 0.05)")
+    if args.clips:
+        report_whole_clips(model, args.clips, names)
     return 0
 
 

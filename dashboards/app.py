@@ -25,19 +25,20 @@ from PIL import Image, ImageDraw
 from dashboards import data, eval_dir
 from shards.codes import EXPRESSION_NAMES
 from shards.reader import REJECTS, SOURCES, VERIFY_REPORT
+from shards.sync_score import combine_sync_score
 
 PAGES = ("Overview", "Clips", "Rejects")
 HISTOGRAM_METRICS = (("duration_s", "duration (s)"), ("dnsmos_ovrl", "DNSMOS OVRL (MOS 1-5)"),
                      ("asd_score", "active-speaker score"), ("fit_rmse", "fit RMSE / inter-ocular distance"),
-                     ("chars_per_s", "characters per second"), ("sync_conf", "lip-sync confidence"),
+                     ("chars_per_s", "characters per second"), ("sync_score", "lip-sync score (confidence + cosine)"),
                      ("av_offset_s", "audio-visual offset (s, + = audio late)"))
 # Quality columns offered as range filters in the clip browser (shown only when present).
 RANGE_COLUMNS = ("duration_s", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "chars_per_s",
-                 "language_prob", "sidecar_wer", "asd_score", "face_area_frac", "fit_rmse", "sync_conf", "sync_dist",
+                 "language_prob", "sidecar_wer", "asd_score", "face_area_frac", "fit_rmse", "sync_score", "sync_conf", "sync_dist",
                  "av_offset_s")
 TABLE_COLUMNS = ("clip_id", "source", "start_s", "end_s", "duration_s", "language", "language_prob", "speaker",
                  "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "chars_per_s", "sidecar_wer",
-                 "asd_score", "asd_lag_s", "sync_conf", "sync_dist", "av_offset_s", "av_shift_applied_s",
+                 "asd_score", "asd_lag_s", "sync_score", "sync_conf", "sync_dist", "av_offset_s", "av_shift_applied_s",
                  "face_area_frac", "fit_rmse", "text_source", "text")
 REJECT_COLUMNS = ("source_path", "stage", "reason", "value", "threshold", "start_s", "end_s", "duration_s", "detail")
 FACE_IMAGE_PX = 360  # side of the fitted-face rendering
@@ -202,8 +203,9 @@ def show_clip_detail(row: dict[str, Any]) -> None:
                  width="stretch")
     if row.get("sync_conf") is not None:
         shift = row.get("av_shift_applied_s") or 0.0
-        st.markdown(f"**Lip sync** ({row.get('sync_model')}): confidence {row['sync_conf']:.3f}, distance "
-                    f"{row.get('sync_dist', float('nan')):.3f}, audio {row.get('av_offset_s', 0.0) * 1000:+.0f} ms "
+        dist = row.get("sync_dist", float("nan"))
+        st.markdown(f"**Lip sync** ({row.get('sync_model')}): score {combine_sync_score(row['sync_conf'], dist):.3f} "
+                    f"(confidence {row['sync_conf']:.3f}, distance {dist:.3f}), audio {row.get('av_offset_s', 0.0) * 1000:+.0f} ms "
                     f"against the video (+ = late)" + (f"; video moved {shift * 1000:+.0f} ms to match" if shift else ""))
     st.markdown("**Transcript**")
     st.write(row.get("text") or "(no transcript)")

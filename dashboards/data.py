@@ -46,6 +46,7 @@ from shards.codes import (
 from shards.reader import MANIFEST, SHARDS, is_part_name, read_row
 from shards.schema import SchemaVersionError, read_schema_version
 from shards.spec import FRAME_RATE_HZ, VIDEO_TRACK_FPS
+from shards.sync_score import combine_sync_score
 
 MIN_SCHEMA_VERSION = 2  # v1 shards had other column names; the dashboard reads v2 and later by column presence
 HEAVY_COLUMNS = ("mel", "audio_flac", "visual", "mp_blendshapes", "face_boxes", "words", "provenance")
@@ -59,7 +60,7 @@ THRESHOLD_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "asd_score": (("asd", "min_asd_score"),),
     "fit_rmse": (("visual", "max_fit_rmse_iod"),),
     "chars_per_s": (("segment", "min_chars_per_s"), ("segment", "max_chars_per_s")),
-    "sync_conf": (("sync", "min_conf"),),
+    "sync_score": (("sync", "min_score"),),
     "av_offset_s": (("sync", "max_correct_s"),),  # drawn at -limit and +limit
 }
 SYMMETRIC_THRESHOLDS = ("av_offset_s",)  # metrics whose limit holds on both sides of 0
@@ -225,7 +226,7 @@ class OutputFolder:
             t = self.read_part(part, light, check_version=True)
             t = t.append_column("_part", pa.array([part.path] * t.num_rows, pa.string()))
             tables.append(t.append_column("_row", pa.array(np.arange(t.num_rows, dtype=np.int64))))
-        return pa.concat_tables(tables, promote_options="permissive")
+        return add_sync_score(pa.concat_tables(tables, promote_options="permissive"))
 
     def read_schema(self, part: PartFile) -> pa.Schema:
         key = ("schema", self.root, part.path, part.size, part.mtime_ns)
@@ -316,6 +317,16 @@ def compute_histogram(values: np.ndarray, bins: int = 30, include: list[float] |
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     return np.histogram(v, bins=bins, range=(lo, hi))
+
+
+def add_sync_score(table: pa.Table) -> pa.Table:
+    """``table`` with ``sync_score``, the lip-sync score the sync stage kept each clip on
+    (``shards.sync_score``: ``sync_conf + (1 - sync_dist)``; null where the stage did not run)."""
+    if "sync_conf" not in table.column_names or "sync_dist" not in table.column_names:
+        return table
+    conf, dist = column_values(table, "sync_conf"), column_values(table, "sync_dist")
+    score = combine_sync_score(conf, dist)
+    return table.append_column("sync_score", pa.array(score.astype(np.float32), mask=~np.isfinite(score)))
 
 
 def column_values(table: pa.Table | None, column: str) -> np.ndarray:

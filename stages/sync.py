@@ -9,13 +9,16 @@ at every lag within ``max_lag_s`` (``model.sync.scoring``). Per clip it stores:
 * ``sync_dist``: the mean ``1 - cos`` distance there (0 = perfectly matched);
 * ``sync_conf``: how much that lag stands out, median distance minus the best one; a dubbed clip
   (someone else's voice) has a flat curve and a low confidence;
+* the lip-sync score the clip is kept on, ``sync_conf + (1 - sync_dist)`` (``shards.sync_score``): the
+  confidence plus how well lips and sound match at that lag;
 * ``av_shift_applied_s``: the offset corrected, see below; ``sync_model``: the weights that ran.
 
 Decisions, each a ledger row with its value and threshold:
 
 - ``av_offset``: the clip is confidently in sync at a lag beyond ``max_correct_s`` (value: the
   offset in seconds): too far to trust a correction;
-- ``lip_sync_low``: no lag within ``max_correct_s`` stands out (value: ``sync_conf``);
+- ``lip_sync_low``: the lip-sync score within ``max_correct_s`` is below ``min_score`` (value: the
+  score): no lag stands out, or lips and sound match poorly at the one that does;
 - otherwise an offset of at least half a mel frame is corrected: the codes, MediaPipe's scores
   and the face boxes are re-interpolated from the video frames at ``t - offset``, so the audio
   (and the clip id, text and words) stays as it was and the video moves onto it.
@@ -54,7 +57,8 @@ class SyncConfig:
     model_path: str | None = None  # lip-sync weights (.safetensors, or a train-sync run); None = the shipped default
     max_lag_s: float = 0.6  # seconds: audio-visual lags searched, +- (SyncNet's 15 frames at 25 fps)
     max_correct_s: float = 0.2  # seconds: offsets up to this are corrected; a confident larger one is av_offset
-    min_conf: float = 0.14  # sync_conf (1 - cos units) below which a clip is lip_sync_low (docs/sync.md: calibration)
+    min_score: float = 0.52  # lip-sync score, sync_conf + (1 - sync_dist) (1 - cos units), below which a clip is
+    # lip_sync_low (docs/sync.md: calibration on held-out speakers)
     min_offset_conf: float = 0.2  # confidence (all lags) a lag beyond max_correct_s needs to count as av_offset
     torch_threads: int = 1  # intra-op threads of the model (per actor)
     syncnet_path: str | None = None  # joonson's syncnet_v2.model: also report SyncNet's Sync-C / Sync-D per clip
@@ -110,10 +114,10 @@ class SyncStage(Stage):
                               detail=f"in sync {s.offset_s * 1000:+.0f} ms away (conf {s.conf:.3f}); "
                                      "value: offset in seconds, positive = audio late")
         seg.av_offset_s, seg.sync_dist, seg.sync_conf = s.near_offset_s, s.near_dist, s.conf_near
-        if s.conf_near < c.min_conf:
-            return seg.reject(self.name, "lip_sync_low", s.conf_near, c.min_conf,
-                              detail=f"no lag within {c.max_correct_s:g} s stands out (value: sync_conf; best lag "
-                                     f"{s.near_offset_s * 1000:+.0f} ms, dist {s.near_dist:.3f})")
+        if s.score_near < c.min_score:
+            return seg.reject(self.name, "lip_sync_low", s.score_near, c.min_score,
+                              detail=f"value: sync_conf + (1 - sync_dist) within {c.max_correct_s:g} s; conf "
+                                     f"{s.conf_near:.3f}, dist {s.near_dist:.3f} at lag {s.near_offset_s * 1000:+.0f} ms")
         seg.av_shift_applied_s = 0.0
         if abs(s.near_offset_s) >= 0.5 / FRAME_RATE_HZ and seg.video_frames is not None:
             shift_video(seg, seg.video_frames, s.near_offset_s)
@@ -218,8 +222,8 @@ def measure_span(video: str, audio_path: str | None, start_s: float, end_s: floa
     model, model_id = load_sync_model(model_path)
     s = score_clip(model, seg.mel, item.segments[0].visual)
     return {"video": video, "audio": audio_path or video, "start_s": start_s, "end_s": end,
-            "sync_conf": s.conf_near, "sync_dist": s.near_dist, "av_offset_s": s.near_offset_s,
-            "conf_all_lags": s.conf, "offset_all_lags_s": s.offset_s, "sync_model": model_id}
+            "sync_conf": s.conf_near, "sync_dist": s.near_dist, "sync_score": s.score_near,
+            "av_offset_s": s.near_offset_s, "conf_all_lags": s.conf, "offset_all_lags_s": s.offset_s, "sync_model": model_id}
 
 
 def main(argv: list[str] | None = None) -> int:

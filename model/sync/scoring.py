@@ -12,7 +12,8 @@ when the audio is early. SyncNet reports the same quantity with frames of 25 fps
 Two confidences, both ``median(distance over all lags) - min(distance over a lag range)``:
 ``conf`` over every lag (SyncNet's definition) and ``conf_near`` over ``|l| <= near_lag``
 (the lags a clip may legitimately have). A dubbed clip has no lag where lips and audio agree, so
-its distance curve is flat and both confidences are low.
+its distance curve is flat and both confidences are low. Curation gates on ``score_near``, the
+near confidence plus the similarity at that lag (``shards.sync_score``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 
 from model.sync.model import SyncModel, lip_features
 from shards.spec import FRAME_RATE_HZ
+from shards.sync_score import combine_sync_score
 
 MIN_PAIRS = 4  # lip windows a lag needs to count
 STRIDE = 2  # frames between lip windows
@@ -42,9 +44,15 @@ class SyncScore:
     near_dist: float  # the distance there
     conf_near: float  # median - min within |lag| <= near_lag
 
+    @property
+    def score_near(self) -> float:
+        """The curation gate's lip-sync score within ``near_lag``: ``conf_near + (1 - near_dist)`` (shards.sync_score)."""
+        return combine_sync_score(self.conf_near, self.near_dist)
+
     def to_dict(self) -> dict[str, float]:
         return {"offset_s": self.offset_s, "dist": self.dist, "conf": self.conf,
-                "near_offset_s": self.near_offset_s, "near_dist": self.near_dist, "conf_near": self.conf_near}
+                "near_offset_s": self.near_offset_s, "near_dist": self.near_dist, "conf_near": self.conf_near,
+                "score_near": self.score_near}
 
 
 def unfold_windows(x: torch.Tensor, window: int, stride: int = 1) -> torch.Tensor:

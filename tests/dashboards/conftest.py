@@ -23,7 +23,7 @@ from dashboards import data
 
 CONFIG = {"segment": {"min_clip_s": 3.0, "max_clip_s": 30.0, "min_chars_per_s": 4.0, "max_chars_per_s": 25.0},
           "dnsmos": {"min_dnsmos_ovrl": 3.0, "min_dnsmos_sig": 0.0}, "asd": {"scorer": "classical", "min_asd_score": 0.3},
-          "visual": {"max_fit_rmse_iod": 0.05}}
+          "visual": {"max_fit_rmse_iod": 0.05}, "sync": {"min_score": 0.52, "max_correct_s": 0.2}}
 SR = 24000
 
 

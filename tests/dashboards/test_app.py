@@ -50,7 +50,7 @@ def test_overview_renders(monkeypatch: pytest.MonkeyPatch, curated_serial: Path)
     assert metrics["clips"] == str(len(shard_clip_ids(curated_serial))) != "0"
     assert int(metrics["inputs"]) > 0
     # one bar chart + a histogram per metric the clips have (duration, DNSMOS, ASD, fit RMSE, chars/s,
-    # lip-sync confidence, audio-visual offset)
+    # lip-sync score, audio-visual offset)
     assert len(at.get("vega_lite_chart")) == 8
     assert "Kept and rejected hours by stage and reason" in [s.value for s in at.subheader]
     # the run's own verify.json: every input once, ids, lengths, CRCs

@@ -40,6 +40,9 @@ def test_read_clips_has_scalar_columns_only(synthetic_out: Path) -> None:
     assert sorted(clips.column("clip_id").to_pylist()) == [f"clip{i:02d}" for i in range(5)]
     assert not set(data.HEAVY_COLUMNS) & set(clips.column_names)
     assert {"_part", "_row", "dnsmos_ovrl", "language"} <= set(clips.column_names)
+    # the score the sync stage kept each clip on, from its two stored numbers
+    conf, dist = clips.column("sync_conf").to_numpy(), clips.column("sync_dist").to_numpy()
+    np.testing.assert_allclose(clips.column("sync_score").to_numpy(), conf + 1 - dist, rtol=1e-6)
 
 
 def test_read_clip_finds_rows_in_later_row_groups(synthetic_out: Path) -> None:
@@ -157,6 +160,8 @@ def test_thresholds_come_from_the_config() -> None:
     assert th["dnsmos_ovrl"] == [("dnsmos.min_dnsmos_ovrl", 3.0)]
     assert th["fit_rmse"] == [("visual.max_fit_rmse_iod", 0.05)]
     assert th["chars_per_s"] == [("segment.min_chars_per_s", 4.0), ("segment.max_chars_per_s", 25.0)]
+    assert th["sync_score"] == [("sync.min_score", 0.52)]
+    assert th["av_offset_s"] == [("sync.max_correct_s", 0.2), ("-sync.max_correct_s", -0.2)]
     learned = json.loads(json.dumps(CONFIG))
     learned["asd"].update(scorer="learned", min_learned_score=0.7)
     assert data.collect_thresholds(learned)["asd_score"] == [("asd.min_learned_score", 0.7)]

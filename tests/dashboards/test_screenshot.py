@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 SERVE_TIMEOUT_S = 30
 CHROMIUM_TIMEOUT_S = 60
-N_OVERVIEW_CHARTS = 8  # the hours bar chart and seven histograms (five quality measures, lip-sync confidence, offset)
+N_OVERVIEW_CHARTS = 8  # the hours bar chart and seven histograms (five quality measures, lip-sync score, offset)
 
 
 def test_launch_binds_localhost_headless_by_default() -> None:

@@ -62,9 +62,24 @@ def test_a_confident_far_offset_is_av_offset():
 
 def test_a_flat_curve_is_lip_sync_low():
     seg, _ = frames_segment(200)
-    rej = SyncStage(cfg=SyncConfig(min_conf=0.1)).decide(seg, curve(3, depth=0.02))
+    rej = SyncStage(cfg=SyncConfig(min_score=0.1)).decide(seg, curve(3, depth=0.02))
     assert (rej.reason, rej.threshold) == ("lip_sync_low", 0.1)
-    assert rej.value == pytest.approx(0.02)
+    assert rej.value == pytest.approx(0.02 + 0.02)  # the dip stands out by 0.02, and the cosine there is 0.02
+
+
+def test_a_shallow_dip_that_matches_well_is_kept():
+    """A dip only 0.1 deep at a lag where lips and sound match with cosine 0.5: kept on the score
+    (0.6 >= 0.52); the same dip over a curve of cosine 0.1 is not (0.2)."""
+    seg, _ = frames_segment(200)
+    good = curve(0, depth=0.1)
+    good.dists[:] -= 0.4
+    from model.sync.scoring import read_curve
+
+    good = read_curve(good.lags, good.dists, near_lag=round(0.2 * FRAME_RATE_HZ))
+    assert good.conf_near == pytest.approx(0.1) and good.score_near == pytest.approx(0.6)
+    assert SyncStage().decide(seg, good) is None
+    rej = SyncStage().decide(frames_segment(200)[0], curve(0, depth=0.1))
+    assert rej.reason == "lip_sync_low" and rej.value == pytest.approx(0.2)
 
 
 def test_a_small_offset_moves_the_video_onto_the_audio():
@@ -164,6 +179,8 @@ def test_command_line_scores_a_span_with_its_own_and_another_audio():
     other = measure_span(str(FACE), str(OTHER_VOICE), 0.0, None)
     assert abs(own["av_offset_s"]) <= 0.08
     assert own["sync_conf"] > other["sync_conf"]
+    assert own["sync_score"] == pytest.approx(own["sync_conf"] + 1 - own["sync_dist"])
+    assert own["sync_score"] >= SyncConfig().min_score > other["sync_score"]
 
 
 @pytest.mark.slow
@@ -190,7 +207,7 @@ def test_syncnet_numbers_from_face_crops_and_mfcc(tmp_path, one_torch_thread):
     MelStage().process_item(item)
     VisualCodesStage().process_item(item)
     item.audio_16k = None  # released by asd in the job: the stage must not need it
-    stage = SyncStage(cfg=SyncConfig(syncnet_path=str(tmp_path / "syncnet_v2.model"), min_conf=-1.0))
+    stage = SyncStage(cfg=SyncConfig(syncnet_path=str(tmp_path / "syncnet_v2.model"), min_score=-1.0))
     stage.process_item(item)
     [seg] = item.segments
     sn = seg.extra["syncnet"]
