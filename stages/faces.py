@@ -70,11 +70,7 @@ from stages.face_tracking import (
 )
 from stages.identity_sampler import IdentitySampler
 from stages.item import FaceTrack, FileItem
-from stages.mouth import estimate_yaw_deg, measure_mouth_open
-
-# Face-mesh indices standing in for insightface's 5 keypoints (image-left eye first):
-# iris centres, nose tip, mouth corners.
-MESH_KEYPOINTS = (468, 473, 1, 61, 291)
+from stages.mouth import estimate_yaw_deg, measure_mouth_open, mesh_keypoints
 
 
 @dataclass
@@ -135,16 +131,6 @@ def plan_sample_ranges(spans: list[tuple[float, float, int]], shots: list[tuple[
         else:
             ranges.append((k, lo, hi))
     return ranges
-
-
-def mesh_keypoints(landmarks: np.ndarray) -> np.ndarray:
-    """(5, 2) eye centres, nose tip and mouth corners from 478 landmarks, in insightface's order."""
-    pts = landmarks[list(MESH_KEYPOINTS), :2].astype(np.float32)
-    if pts[0, 0] > pts[1, 0]:
-        pts[[0, 1]] = pts[[1, 0]]
-    if pts[3, 0] > pts[4, 0]:
-        pts[[3, 4]] = pts[[4, 3]]
-    return pts
 
 
 @dataclass

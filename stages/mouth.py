@@ -7,6 +7,8 @@ Shared by face tracking (``stages/faces.py``) and active-speaker detection
   in-plane-rotation invariant; about 0 closed, 0.3-0.6 wide open).
 - ``estimate_yaw_deg``: head yaw from MediaPipe's facial transformation matrix
   (degrees, 0 = frontal, positive = the face turns to the image's left).
+- ``mesh_keypoints``: the 5 keypoints (eyes, nose tip, mouth corners) that face
+  alignment for identity embeddings needs, when the detector gives none.
 """
 
 from __future__ import annotations
@@ -42,3 +44,18 @@ def estimate_yaw_deg(matrix: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         sin_yaw = -r[..., 2, 0] / scale
     return np.degrees(np.arcsin(np.clip(sin_yaw, -1.0, 1.0)))
+
+
+# Face-mesh indices standing in for insightface's 5 keypoints (image-left eye first):
+# iris centres, nose tip, mouth corners.
+MESH_KEYPOINTS = (468, 473, 1, 61, 291)
+
+
+def mesh_keypoints(landmarks: np.ndarray) -> np.ndarray:
+    """(5, 2) eye centres, nose tip and mouth corners from 478 landmarks, in insightface's order."""
+    pts = landmarks[list(MESH_KEYPOINTS), :2].astype(np.float32)
+    if pts[0, 0] > pts[1, 0]:
+        pts[[0, 1]] = pts[[1, 0]]
+    if pts[3, 0] > pts[4, 0]:
+        pts[[3, 4]] = pts[[4, 3]]
+    return pts
