@@ -13,7 +13,10 @@ give the validation windows.
 
 Augmentation: with probability ``mirror_prob`` an anchor's lip window is that of the left-right
 mirrored video (``shards.codes.mirror_codes``: the left and right mouth blendshapes swap), its audio
-unchanged: a mirrored face says the same thing at the same time.
+unchanged: a mirrored face says the same thing at the same time. With probability ``freq_mask_prob``
+one band of ``freq_mask_min_bins``..``freq_mask_max_bins`` mel bins of an anchor's audio windows (the
+positive and its shifted negatives alike) is flattened (SpecAugment's frequency mask), so the model
+cannot lean on one part of one voice's spectrum.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class SyncDataConfig:
     min_dnsmos_ovrl: float = 0.0  # clips below this DNSMOS OVRL are not used (0: every genuine clip)
     speed_range: float = 0.0  # +- fraction: each anchor's windows are taken this much faster or slower (0: off)
     mirror_prob: float = 0.0  # 0-1: probability that an anchor's lip window is left-right mirrored
+    freq_mask_prob: float = 0.0  # 0-1: probability that an anchor's audio windows (positive and negatives) get one
+    # mel band flattened to each window's per-bin mean (SpecAugment's frequency mask; 0: off)
+    freq_mask_min_bins: int = 8  # the band's width in mel bins: from ...
+    freq_mask_max_bins: int = 20  # ... to (inclusive)
 
 
 @dataclass
@@ -63,9 +70,12 @@ def load_sync_clips(shards_dir: str, window: int, cfg: SyncDataConfig) -> tuple[
     return train, held
 
 
-def sample_batch(clips: list[SyncClip], window: int, cfg: SyncDataConfig, rng: np.random.Generator
-                 ) -> dict[str, torch.Tensor]:
-    """``lips (B, W, 54)``, ``audio (B, 1 + K, W, 100)`` (positive first), ``clip (B,)``, ``pos (B,)``."""
+def sample_batch(clips: list[SyncClip], window: int, cfg: SyncDataConfig, rng: np.random.Generator,
+                 aug_rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """``lips (B, W, 54)``, ``audio (B, 1 + K, W, 100)`` (positive first), ``clip (B,)``, ``pos (B,)``.
+
+    ``aug_rng`` draws the frequency masks (default ``rng``): a separate generator leaves the windows
+    drawn the same as without masking."""
     lengths = np.array([len(c.mel) for c in clips], np.float64)
     pick = rng.choice(len(clips), size=cfg.batch_size, p=lengths / lengths.sum())
     lips = np.empty((cfg.batch_size, window, clips[0].lips.shape[1]), np.float32)
@@ -84,8 +94,23 @@ def sample_batch(clips: list[SyncClip], window: int, cfg: SyncDataConfig, rng: n
         for k in range(cfg.negatives):
             q = shifted_start(p, last, cfg, rng)
             audio[b, 1 + k] = stretch(clip.mel[q:q + span], window)
+        if cfg.freq_mask_prob > 0:
+            arng = rng if aug_rng is None else aug_rng
+            if arng.random() < cfg.freq_mask_prob:
+                mask_band(audio[b], arng, cfg.freq_mask_min_bins, cfg.freq_mask_max_bins)
     return {"lips": torch.from_numpy(lips), "audio": torch.from_numpy(audio),
             "clip": torch.from_numpy(pick.astype(np.int64)), "pos": torch.from_numpy(pos)}
+
+
+def mask_band(windows: np.ndarray, rng: np.random.Generator, min_bins: int, max_bins: int) -> None:
+    """In place: one random band of ``min_bins``..``max_bins`` mel bins of every window ``(K, W, C)`` set to that
+    window's per-bin mean over time: after the model's per-window standardization those bins are 0 (and
+    ``loss.input_noise``, scaled by the per-bin std, adds nothing to them)."""
+    c = windows.shape[-1]
+    width = int(rng.integers(min_bins, max_bins + 1))
+    lo = int(rng.integers(0, c - width + 1))
+    band = windows[..., lo:lo + width]
+    band[...] = band.mean(axis=-2, keepdims=True)
 
 
 def stretch(x: np.ndarray, n: int) -> np.ndarray:

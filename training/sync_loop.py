@@ -203,6 +203,7 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
                  sum(len(c.mel) for c in train_clips) / FRAME_RATE_HZ / 60, len(held), held_sources or "none")
     reporter = Reporter(run_dir, cfg, step, enabled=is_main)  # type: ignore[arg-type]  (reads .logging, .optim)
     rng = np.random.default_rng([cfg.seed, ctx.rank, step])
+    aug_rng = np.random.default_rng([cfg.seed, ctx.rank, step, 1])  # frequency masks (data.freq_mask_prob)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank + step)  # input noise (CPU tensors)
     window = MetricWindow("windows_per_s")
     last_ckpt, last_loss = ckpt, None
@@ -211,7 +212,7 @@ def train_sync(cfg: SyncTrainConfig, shards_dir: str | Path, run_dir: str | Path
         while step < cfg.optim.max_steps:
             model_w.train()
             batch = {k: v.to(device) for k, v in sample_batch(train_clips, cfg.model.window_frames, cfg.data,
-                                                               rng).items()}
+                                                               rng, aug_rng).items()}
             loss, acc = info_nce(model_w, batch, cfg, gen)
             grad_norm = take_optimizer_step(model, loss, opt, sched, cfg.optim.grad_clip_norm)
             step += 1

@@ -138,6 +138,37 @@ def test_mirrored_anchors_take_the_mirrored_lips_with_the_same_audio():
         assert float(b["lips"][i, :, left if flipped[i] else right].abs().sum()) == 0.0
 
 
+def test_frequency_masks_flatten_one_band_of_the_positive_and_its_negatives():
+    from model.sync.model import standardize_windows
+    from training.sync_data import SyncClip, SyncDataConfig, sample_batch
+
+    n = 200
+    rng = np.random.default_rng(3)
+    clip = SyncClip("c", "a.mp4", rng.normal(size=(n, N_MELS)).astype(np.float32),
+                    rng.normal(size=(n, 54)).astype(np.float32))
+    cfg = SyncDataConfig(batch_size=32, negatives=3, freq_mask_prob=0.5, freq_mask_min_bins=8, freq_mask_max_bins=20)
+    masked = sample_batch([clip], 20, cfg, np.random.default_rng(0), np.random.default_rng(1))
+    plain = sample_batch([clip], 20, SyncDataConfig(batch_size=32, negatives=3), np.random.default_rng(0))
+    torch.testing.assert_close(masked["lips"], plain["lips"])  # the masks have their own generator: same windows
+    flat = masked["audio"].std(dim=2) < 1e-6  # (B, 1 + K, C): bins constant over time
+    n_masked = 0
+    for b in range(32):
+        bins = flat[b].all(dim=0)  # the same band in the positive and every negative
+        if not flat[b].any():
+            torch.testing.assert_close(masked["audio"][b], plain["audio"][b])
+            continue
+        n_masked += 1
+        band = bins.nonzero()[:, 0]
+        assert 8 <= len(band) <= 20 and int(band[-1] - band[0]) == len(band) - 1  # one contiguous band
+        assert torch.equal(flat[b], bins[None].expand_as(flat[b]))
+        keep = ~bins
+        torch.testing.assert_close(masked["audio"][b][..., keep], plain["audio"][b][..., keep])
+        # flattened to the window's mean: after the model's per-window standardization those bins are 0
+        z = standardize_windows(masked["audio"][b].transpose(1, 2))
+        assert float(z[:, band].abs().max()) < 1e-3 < float(z[:, keep].abs().max())
+    assert 5 < n_masked < 27  # about half of 32
+
+
 @pytest.mark.slow
 def test_ray_train_two_cpu_workers(sync_shards, tmp_path):
     """DDP through Ray Train (2 CPU workers): both ranks step, rank 0 writes the checkpoint and the model."""
