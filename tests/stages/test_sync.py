@@ -27,13 +27,13 @@ FACE = MEDIA / "videoretalking_face2.mp4"  # a held-out speaker, own voice
 OTHER_VOICE = MEDIA / "videoretalking_face1.mp4"  # another speaker, whose audio passes the quality filters
 
 
-def curve(best_lag: int, depth: float = 0.5, near_depth: float | None = None) -> SyncScore:
-    """A distance curve with its minimum at ``best_lag`` frames (and optionally a second dip at 0)."""
+def curve(best_lag: int, depth: float = 0.5, near_depth: float | None = None, level: float = 1.0) -> SyncScore:
+    """A distance curve at ``level`` with its minimum at ``best_lag`` frames (and optionally a second dip at 0)."""
     lags = np.arange(-56, 57)
-    dists = np.full(len(lags), 1.0)
-    dists[lags == best_lag] = 1.0 - depth
+    dists = np.full(len(lags), level)
+    dists[lags == best_lag] = level - depth
     if near_depth is not None:
-        dists[lags == 0] = 1.0 - near_depth
+        dists[lags == 0] = level - near_depth
     from model.sync.scoring import read_curve
 
     return read_curve(lags, dists, near_lag=round(0.2 * FRAME_RATE_HZ))
@@ -71,11 +71,7 @@ def test_a_shallow_dip_that_matches_well_is_kept():
     """A dip only 0.1 deep at a lag where lips and sound match with cosine 0.5: kept on the score
     (0.6 >= 0.52); the same dip over a curve of cosine 0.1 is not (0.2)."""
     seg, _ = frames_segment(200)
-    good = curve(0, depth=0.1)
-    good.dists[:] -= 0.4
-    from model.sync.scoring import read_curve
-
-    good = read_curve(good.lags, good.dists, near_lag=round(0.2 * FRAME_RATE_HZ))
+    good = curve(0, depth=0.1, level=0.6)
     assert good.conf_near == pytest.approx(0.1) and good.score_near == pytest.approx(0.6)
     assert SyncStage().decide(seg, good) is None
     rej = SyncStage().decide(frames_segment(200)[0], curve(0, depth=0.1))
