@@ -2,7 +2,8 @@
 
 Modules, one concern each:
 
-* ``landmarker``  -- MediaPipe FaceLandmarker (VIDEO mode) at a constant 30 fps, model-file checks
+* ``landmarker``  -- MediaPipe FaceLandmarker (VIDEO mode) at source frame times or on a grid, frame
+  iterators (``iterate_frames_with_grid``: every source frame and the grid times it shows), model-file checks
 * ``canonical``   -- MediaPipe's canonical mesh read out of ``face_landmarker.task``, iris points
 * ``prior``       -- geometric prior of the 51 blendshapes, eye basis
 * ``build_basis`` -- ridge regression towards the prior; ``python -m blendshape_fit.build_basis``
@@ -11,5 +12,5 @@ Modules, one concern each:
 * ``neutral``     -- pose normalization, per-clip identity offset
 * ``fit``         -- vectorized joint Gauss-Newton fit with bounded coefficients
 * ``track``       -- fit a whole landmark track
-* ``resample``    -- 30 fps -> 93.75 Hz mel grid
+* ``resample``    -- frame times -> 93.75 Hz mel grid
 """

@@ -253,6 +253,71 @@ def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: fl
             i += 1
 
 
+def iterate_frames_with_grid(source: str | Path | BinaryIO, start_s: float, end_s: float, fps: float,
+                             max_side_px: int) -> Iterator[tuple[float, np.ndarray | None, tuple[int, int], list[int]]]:
+    """Yield ``(t_s, rgb, (W, H), grid)`` for every source frame on screen during ``[start_s, end_s)``, in order.
+
+    ``t_s`` is the frame's own presentation time. ``grid`` lists the output times ``start_s + i / fps``
+    (their indices ``i``) that show this frame: the frame :func:`iterate_grid_frames` picks for each
+    (the last one starting at or before it, clamped the same way at the start and the end), so the
+    two agree on every output time. A frame that no output time shows (a source faster than ``fps``)
+    comes with an empty ``grid``: a caller can follow it between two output times without sampling
+    it. Output times with no picture (before the first frame, past the last) come as
+    ``(t_i, None, (W, H), [i])``. Frames whose time does not increase are skipped. ``rgb`` is
+    downscaled so its long side is at most ``max_side_px``.
+    """
+    n_out = count_grid_frames(start_s, end_s, fps)
+    if n_out == 0:
+        return
+    with open_video(source) as (container, stream, tb, origin_s):
+        default_dur_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / fps
+        last_dur = default_dur_s
+        i = 0
+        prev: av.VideoFrame | None = None
+        prev_t = -math.inf
+        prev_grid: list[int] = []
+
+        def convert(frame: av.VideoFrame) -> tuple[np.ndarray, tuple[int, int]]:
+            tw, th = scale_to_max_side(frame.width, frame.height, max_side_px)
+            return frame.to_ndarray(format="rgb24", width=tw, height=th), (frame.width, frame.height)
+
+        for frame in decode_from(container, stream, start_s, origin_s):
+            t = frame.pts * tb - origin_s
+            if t <= prev_t + 1e-9:
+                continue
+            if frame.duration:
+                last_dur = frame.duration * tb
+            grid: list[int] = []
+            while i < n_out and start_s + i / fps < t - 1e-6:  # output times before this frame
+                t_i = start_s + i / fps
+                if prev is not None:
+                    prev_grid.append(i)
+                elif t_i < t - default_dur_s - 1e-6:  # more than a frame before the first picture
+                    yield t_i, None, (frame.width, frame.height), [i]
+                else:  # less than a frame before the first picture: clamp to it
+                    grid.append(i)
+                i += 1
+            if prev is not None and (prev_grid or prev_t >= start_s - 1e-9):
+                yield (prev_t, *convert(prev), prev_grid)
+            prev, prev_t, prev_grid = frame, t, grid
+            if t >= end_s - 1e-9:
+                break
+        # Output times past the last frame looked at: it covers [prev_t, prev_t + its duration).
+        tail: list[float] = []
+        while i < n_out:
+            t_i = start_s + i / fps
+            if prev is not None and t_i < prev_t + last_dur + 1e-6:
+                prev_grid.append(i)
+            else:
+                tail.append(t_i)
+            i += 1
+        if prev is not None and (prev_grid or start_s - 1e-9 <= prev_t < end_s - 1e-9):
+            yield (prev_t, *convert(prev), prev_grid)
+        size = (prev.width, prev.height) if prev is not None else (0, 0)
+        for k, t_i in enumerate(tail):
+            yield t_i, None, size, [n_out - len(tail) + k]
+
+
 def iterate_source_frames(source: str | Path | BinaryIO, start_s: float, end_s: float, max_side_px: int
                           ) -> Iterator[tuple[float, np.ndarray, tuple[int, int]]]:
     """Yield ``(t_s, rgb, (W, H))`` for every decoded frame that is on screen during ``[start_s, end_s]``.

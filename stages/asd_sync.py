@@ -1,13 +1,14 @@
 """The lip-sync model as an active-speaker scorer: which of several faces is saying this audio.
 
-For one candidate track over one segment, MediaPipe follows that track's face on every source
-frame (``blendshape_fit.landmarker.extract_frames`` with the track's boxes as target), the
+For one candidate track over one segment, the landmarks ``faces`` measured on that track's every
+source frame are used (``stages/face_landmarks.py``; without them MediaPipe follows the track's face
+here, ``blendshape_fit.landmarker.extract_frames`` with the track's boxes as target), the
 codes are fitted and put on the mel grid as the visual stage does, and the lip-sync model
 scores them against the segment's audio (``model.sync.scoring``). The score is the lip-sync
 confidence within ``near_lag_s`` (higher = this face speaks the audio); the lag is the best
 offset in the ASD convention (positive: the video lags the audio).
 
-Costly (a landmark pass per candidate), so ``stages/asd.py`` calls it only to choose among
+Costly without the shared landmarks (a landmark pass per candidate), so ``stages/asd.py`` calls it only to choose among
 several faces (``asd.sync_choice``); a single face keeps the classical decision and the sync
 stage checks it after ``visual``.
 """
@@ -29,6 +30,7 @@ from model.sync.scoring import score_clip
 from shards.spec import AUDIO_SR, count_mel_frames, mel_frame_times
 from stages.asd_scorer import AsdResult
 from stages.audio import resample_to
+from stages.face_landmarks import select_landmarks
 from stages.item import MODEL_SR, FaceTrack
 from stages.mel import LogMel
 
@@ -59,8 +61,12 @@ class SyncScorer:
     def codes_for(self, track: FaceTrack, source_path: str, start_s: float, end_s: float) -> np.ndarray | None:
         """``(n_mel, 61)`` codes of ``track``'s face over ``[start_s, end_s)``, or None when it is not found."""
         assert self._extractor is not None and self._fitter is not None
-        target = BoxTrack(track.times_s, track.boxes, MIN_TRACK_IOU)
-        lt = self._extractor.extract_frames(source_path, start_s, end_s, target=target)
+        lt = None
+        if track.landmarks is not None:
+            lt = select_landmarks(track.landmarks, start_s, end_s, track.frame_w, track.frame_h)
+        if lt is None:
+            target = BoxTrack(track.times_s, track.boxes, MIN_TRACK_IOU)
+            lt = self._extractor.extract_frames(source_path, start_s, end_s, target=target)
         if lt.n_frames == 0 or lt.face_mask.mean() < 0.5:
             return None
         fit = fit_track(self._fitter, lt)

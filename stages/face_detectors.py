@@ -32,9 +32,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from blendshape_fit.landmarker import resolve_task_file
+from blendshape_fit.landmarker import N_MP_BLENDSHAPES, resolve_task_file
 from core.media_io import sha256_of_local
-from stages.face_tracking import Detection, compute_iou
+from stages.face_tracking import CropMeasure, Detection, compute_iou
 
 DETECTOR_MEMBER = "face_detector.tflite"  # inside face_landmarker.task
 LANDMARK_CROP_PX = 256  # px: crops are resized to this square side (the landmark model's input)
@@ -324,7 +324,7 @@ class CropLandmarker:
         options = mp_fl.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)), running_mode=VisionTaskRunningMode.IMAGE,
             num_faces=1, min_face_detection_confidence=min_confidence, min_face_presence_confidence=min_confidence,
-            output_face_blendshapes=False, output_facial_transformation_matrixes=True)
+            output_face_blendshapes=True, output_facial_transformation_matrixes=True)
         self._landmarker = mp_fl.FaceLandmarker.create_from_options(options)
         self.crop_scale = float(crop_scale)
         self.model_id = f"{path.name}@{sha[:12]}"
@@ -335,8 +335,9 @@ class CropLandmarker:
             self._landmarker.close()
             self._landmarker = None
 
-    def measure(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(landmarks (478, 3) frame px, matrix (4, 4))`` for the face in ``box``, or None.
+    def measure(self, rgb: np.ndarray, box: np.ndarray) -> CropMeasure | None:
+        """Landmarks (478, 3) in ``rgb``'s pixels, the facial transformation matrix and MediaPipe's 52
+        blendshape scores for the face in ``box``, or None.
 
         None also when the landmarked face's nose tip lies outside ``box`` (a neighbour's face).
         """
@@ -356,4 +357,7 @@ class CropLandmarker:
         matrix = np.eye(4, dtype=np.float32)
         if result.facial_transformation_matrixes:
             matrix = np.asarray(result.facial_transformation_matrixes[0], np.float32).reshape(4, 4)
-        return lms, matrix
+        scores = np.zeros(N_MP_BLENDSHAPES, np.float32)
+        if result.face_blendshapes:
+            scores = np.array([c.score for c in result.face_blendshapes[0]], np.float32)
+        return CropMeasure(lms, matrix, scores)

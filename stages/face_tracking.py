@@ -23,8 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+
+class CropMeasure(NamedTuple):
+    """MediaPipe's measure of one face in one frame (``stages.face_detectors.CropLandmarker.measure``)."""
+
+    landmarks: np.ndarray  # (478, 3) float32 pixels of the image measured (z: MediaPipe's depth, same scale)
+    matrix: np.ndarray  # (4, 4) float32 facial transformation matrix
+    scores: np.ndarray  # (52,) float32 MediaPipe blendshape scores in [0, 1], _neutral first
 
 
 @dataclass
@@ -37,6 +46,7 @@ class Detection:
     mouth_open: float = float("nan")  # inner-lip gap / mouth width from the 478 landmarks; NaN if none
     yaw_deg: float = float("nan")  # degrees, 0 = frontal; NaN if no landmarks
     embedding: np.ndarray | None = None  # identity subsample only: (512,) L2-normalized ArcFace or (128,) dlib
+    landmarks: CropMeasure | None = None  # MediaPipe's measure of this face, points in source pixels (faces)
 
 
 @dataclass
@@ -281,3 +291,28 @@ def split_track(track: RawTrack, cut_frames: list[int], next_id: int) -> list[Ra
         if piece.detections:
             pieces.append(piece)
     return pieces
+
+
+def split_by_identity(raw: list[RawTrack], next_id: int, metric: str, threshold: float, confirm: int
+                      ) -> tuple[list[RawTrack], int, int]:
+    """Cut every track whose embeddings disagree (``metric`` "cosine": below ``threshold``; else Euclidean
+    farther than it); return the pieces, the next free id and the number of cuts."""
+    out: list[RawTrack] = []
+    splits = 0
+    for track in raw:
+        frames = [track.first_frame + j for j, d in enumerate(track.detections) if d is not None and d.embedding is not None]
+        if len(frames) < 2:
+            out.append(track)
+            continue
+        embs = np.stack([track.detections[f - track.first_frame].embedding for f in frames])
+        find = find_identity_breaks if metric == "cosine" else find_distance_breaks
+        breaks = find(frames, embs, threshold, confirm)
+        if not breaks:
+            out.append(track)
+            continue
+        cuts = [choose_cut_frame(track, frames[k - 1], frames[k]) for k in breaks]
+        pieces = split_track(track, cuts, next_id)
+        next_id += len(pieces) - 1
+        splits += len(pieces) - 1
+        out.extend(pieces)
+    return out, next_id, splits

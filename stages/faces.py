@@ -13,6 +13,12 @@ gets MediaPipe's 478 landmarks on a square crop around its box (mouth opening,
 and an IoU tracker (``stages.face_tracking``), reset for every sampled range,
 links faces over time. A track therefore never crosses a shot boundary.
 
+The landmarks are kept per track at each frame's own presentation time, with the frames between
+two grid times (faster sources) and the frames where the tracker coasted measured on the track's
+last box (``stages.face_landmarks``): ``FaceTrack.landmarks`` has a row for every source frame the
+track spans, and ``visual`` and the lip-sync speaker choice fit them instead of running MediaPipe
+again (one landmark pass per face).
+
 Identity: every ``identity_every_n_frames``-th detected frame of a track (a face
 whose 5 keypoints are known) is due for an embedding; while a track's embeddings
 agree the gap grows to ``identity_max_every_n_frames``, and a disagreement embeds
@@ -52,21 +58,19 @@ from typing import Any
 
 import numpy as np
 
-from blendshape_fit.landmarker import iterate_grid_frames
+from blendshape_fit.landmarker import iterate_frames_with_grid
 from core.media_io import av_source, open_binary
 from stages.base import Resources, Stage
 from stages.face_detectors import CropLandmarker, FaceDetector, InsightFaceDetector, MediaPipeFaceDetector
 from stages.face_identity import DlibFaceEmbedder, IdentityEmbedder
+from stages.face_landmarks import ExtraRows, collect_track_landmarks, follow_tracks, scale_measure
 from stages.face_tracking import (
     Detection,
     IouTracker,
     RawTrack,
-    choose_cut_frame,
     cosine_to_mean,
     distance_to_mean,
-    find_distance_breaks,
-    find_identity_breaks,
-    split_track,
+    split_by_identity,
 )
 from stages.identity_sampler import IdentitySampler
 from stages.item import FaceTrack, FileItem
@@ -204,18 +208,18 @@ class FaceTrackStage(Stage):
             return "cosine", self.cfg.min_identity_cos
         return "euclidean", self.cfg.max_identity_dist
 
-    def measure_faces(self, rgb: np.ndarray, dets: list[Detection]) -> None:
-        """Fill mouth_open and yaw_deg of each detection from landmarks on its crop."""
+    def measure_faces(self, rgb: np.ndarray, dets: list[Detection], scale: float) -> None:
+        """Fill mouth_open, yaw_deg and the landmarks (in source pixels: ``scale`` x ``rgb``'s) of each detection."""
         assert self._landmarker is not None
         for det in dets:
             got = self._landmarker.measure(rgb, det.box)
             if got is None:
                 continue
-            lms, matrix = got
-            det.mouth_open = float(measure_mouth_open(lms))
-            det.yaw_deg = float(estimate_yaw_deg(matrix))
+            det.mouth_open = float(measure_mouth_open(got.landmarks))
+            det.yaw_deg = float(estimate_yaw_deg(got.matrix))
+            det.landmarks = scale_measure(got, scale)
             if det.keypoints is None or det.keypoints.shape[0] != 5:
-                det.keypoints = mesh_keypoints(lms)
+                det.keypoints = mesh_keypoints(got.landmarks)
 
     def new_sampler(self) -> IdentitySampler:
         """The identity schedule for one sampled range (``stages.identity_sampler``)."""
@@ -248,63 +252,54 @@ class FaceTrackStage(Stage):
         return self._detector.detect(rgb, rois=[t.last_box for t in tracker.live])
 
     def track_range(self, source: Any, start_s: float, end_s: float, first_id: int, stats: dict[str, Any]
-                    ) -> tuple[list[RawTrack], float, tuple[int, int]]:
-        """Raw tracks over ``[start_s, end_s)``; also the frame-to-source pixel scale and source (W, H)."""
-        assert self._detector is not None
+                    ) -> tuple[list[RawTrack], float, tuple[int, int], list[float], ExtraRows]:
+        """Raw tracks over ``[start_s, end_s)``; also the frame-to-source pixel scale, source (W, H), the
+        source time of each sampled frame (NaN: no picture) and the landmarks measured off the detections
+        (``stages.face_landmarks``)."""
+        assert self._detector is not None and self._landmarker is not None
         tracker = IouTracker(self.cfg.iou_threshold, self.cfg.max_missed_frames, first_id)
-        dets: list[Detection] = []
         scale, size = 1.0, (0, 0)
+        frame_pts: list[float] = []
+        extra: ExtraRows = {}
         sampler = self.new_sampler() if self.identity_on else None
-        for _i, _t, index, rgb, (w, h) in iterate_grid_frames(source, start_s, end_s, self.cfg.sample_fps,
-                                                               self.cfg.max_detection_side_px):
-            stats["frames_sampled"] += 1
-            if index < 0:
-                dets = []
-                tracker.update(dets)
+        for t, rgb, (w, h), grid in iterate_frames_with_grid(source, start_s, end_s, self.cfg.sample_fps,
+                                                             self.cfg.max_detection_side_px):
+            if rgb is None:  # an output time with no picture
+                stats["frames_sampled"] += 1
+                frame_pts.append(math.nan)
+                tracker.update([])
                 continue
-            if rgb is None:  # the source frame repeats on the grid: same faces, no new measures
-                tracker.update([Detection(d.box, d.score, d.keypoints, d.mouth_open, d.yaw_deg) for d in dets])
-                continue
-            stats["frames_decoded"] += 1
             scale, size = w / rgb.shape[1], (w, h)
-            dets = self.detect_frame(rgb, tracker)
-            self.measure_faces(rgb, dets)
-            ids = tracker.update(dets)
-            if sampler is not None:
-                self.offer_faces(sampler, rgb, tracker, dets, ids)
+            if grid:
+                stats["frames_sampled"] += len(grid)
+                stats["frames_decoded"] += 1
+                dets = self.detect_frame(rgb, tracker)
+                self.measure_faces(rgb, dets, scale)
+                ids = tracker.update(dets)
+                if sampler is not None:
+                    self.offer_faces(sampler, rgb, tracker, dets, ids)
+                for _ in grid[1:]:  # the frame repeats on the grid: same faces, no new measures
+                    tracker.update([Detection(d.box, d.score, d.keypoints, d.mouth_open, d.yaw_deg) for d in dets])
+                frame_pts += [t] * len(grid)
+            else:
+                stats["frames_between"] += 1
+            stats["landmarks_followed"] += follow_tracks(self._landmarker, rgb, t, scale, tracker, extra, bool(grid))
         if sampler is not None:
             sampler.flush()
             stats["embeddings"] += sampler.embeddings
             stats["identity_s"] += sampler.seconds
-        return tracker.finish(), scale, size
+        return tracker.finish(), scale, size, frame_pts, extra
 
     def split_identities(self, raw: list[RawTrack], next_id: int, stats: dict[str, Any]) -> tuple[list[RawTrack], int]:
         """Split tracks whose embeddings disagree; return the pieces and the next free id."""
         metric, threshold = self.identity_threshold
-        out: list[RawTrack] = []
-        for track in raw:
-            frames = [track.first_frame + j for j, d in enumerate(track.detections)
-                      if d is not None and d.embedding is not None]
-            if len(frames) < 2:
-                out.append(track)
-                continue
-            embs = np.stack([track.detections[f - track.first_frame].embedding for f in frames])
-            if metric == "cosine":
-                breaks = find_identity_breaks(frames, embs, threshold, self.cfg.identity_confirm)
-            else:
-                breaks = find_distance_breaks(frames, embs, threshold, self.cfg.identity_confirm)
-            if not breaks:
-                out.append(track)
-                continue
-            cuts = [choose_cut_frame(track, frames[k - 1], frames[k]) for k in breaks]
-            pieces = split_track(track, cuts, next_id)
-            next_id += len(pieces) - 1
-            stats["identity_splits"] += len(pieces) - 1
-            out.extend(pieces)
+        out, next_id, splits = split_by_identity(raw, next_id, metric, threshold, self.cfg.identity_confirm)
+        stats["identity_splits"] += splits
         return out, next_id
 
-    def build_track(self, raw: RawTrack, shot: int, start_s: float, scale: float, size: tuple[int, int]) -> FaceTrack:
-        """A :class:`FaceTrack` in source pixels and source seconds from a raw track."""
+    def build_track(self, raw: RawTrack, shot: int, start_s: float, scale: float, size: tuple[int, int],
+                    frame_pts: list[float], extra: ExtraRows) -> FaceTrack:
+        """A :class:`FaceTrack` in source pixels and source seconds from a raw track, with its landmarks."""
         fps = self.cfg.sample_fps
         n = len(raw.detections)
         times = start_s + (raw.first_frame + np.arange(n)) / fps
@@ -322,7 +317,7 @@ class FaceTrackStage(Stage):
                 embs.append(d.embedding)
         track = FaceTrack(track_id=raw.track_id, shot_index=shot, times_s=times, boxes=boxes, scores=scores,
                           mouth_open=mouth, yaw_deg=yaw, frame_w=size[0], frame_h=size[1], n_embeddings=len(embs),
-                          split_from=raw.split_from)
+                          split_from=raw.split_from, landmarks=collect_track_landmarks(raw, frame_pts, extra))
         if embs and self.identity_threshold[0] == "cosine":
             mean, cos = cosine_to_mean(np.stack(embs))
             track.embedding, track.identity_min_cos = mean, float(cos.min())
@@ -333,13 +328,14 @@ class FaceTrackStage(Stage):
 
     def track_file(self, source: Any, ranges: list[tuple[int, float, float]]) -> tuple[list[FaceTrack], dict[str, Any]]:
         """Face tracks over the sampled ranges, and diagnostics."""
-        stats: dict[str, Any] = {"frames_sampled": 0, "frames_decoded": 0, "embeddings": 0, "identity_s": 0.0,
-                                 "identity_splits": 0, "tracks_too_short": 0}
+        stats: dict[str, Any] = {"frames_sampled": 0, "frames_decoded": 0, "frames_between": 0,
+                                 "landmarks_followed": 0, "embeddings": 0, "identity_s": 0.0, "identity_splits": 0,
+                                 "tracks_too_short": 0}
         tracks: list[FaceTrack] = []
         next_id = 0
         min_frames = self.cfg.min_track_s * self.cfg.sample_fps
         for shot, a, b in ranges:
-            raw, scale, size = self.track_range(source, a, b, next_id, stats)
+            raw, scale, size, frame_pts, extra = self.track_range(source, a, b, next_id, stats)
             next_id = max([t.track_id for t in raw], default=next_id - 1) + 1
             if self.identity_on:
                 raw, next_id = self.split_identities(raw, next_id, stats)
@@ -347,7 +343,7 @@ class FaceTrackStage(Stage):
                 if len(r.detections) < min_frames - 1e-9:
                     stats["tracks_too_short"] += 1
                     continue
-                tracks.append(self.build_track(r, shot, a, scale, size))
+                tracks.append(self.build_track(r, shot, a, scale, size, frame_pts, extra))
         tracks.sort(key=lambda t: (t.shot_index, t.start_s, t.track_id))
         stats["seconds_sampled"] = round(sum(b - a for _, a, b in ranges), 3)
         stats["next_track_id"] = next_id  # ids used: a chunk's tracks are renumbered from this on merge
@@ -383,6 +379,7 @@ class FaceTrackStage(Stage):
 def summarize_track(t: FaceTrack) -> dict[str, Any]:
     """JSON-able per-track values: span, coverage, area fraction, yaw, mouth motion, identity.
 
+    ``landmark_frames``: source frames with a landmark row (``landmarks_found_frac`` of them found).
     Identity: ``n_embeddings`` frames embedded; ``identity_min_cos`` (ArcFace) or ``identity_max_dist``
     (dlib, Euclidean) of a frame to the track's mean; ``split_from``: the track it was cut from, if any.
     """
@@ -394,6 +391,8 @@ def summarize_track(t: FaceTrack) -> dict[str, Any]:
         "median_yaw_deg": None if np.isnan(t.yaw_deg).all() else round(float(np.nanmedian(t.yaw_deg)), 1),
         "mouth_open_std": None if np.isnan(t.mouth_open).all() else round(float(np.nanstd(t.mouth_open)), 4),
         "n_embeddings": t.n_embeddings,
+        "landmark_frames": 0 if t.landmarks is None else len(t.landmarks.times_s),
+        "landmarks_found_frac": None if t.landmarks is None else round(float(t.landmarks.found.mean()), 3),
         "identity_min_cos": None if t.identity_min_cos is None else round(t.identity_min_cos, 3),
         "identity_max_dist": None if t.identity_max_dist is None else round(t.identity_max_dist, 3),
         "split_from": t.split_from,

@@ -58,6 +58,21 @@ class VideoFrames:
 
 
 @dataclass
+class TrackLandmarks:
+    """A face track's MediaPipe measures at every source frame it is on screen, at the frame's own time.
+
+    ``faces`` measures them once (``stages/face_landmarks.py``); ``visual`` and the lip-sync speaker
+    choice fit codes from them instead of running MediaPipe again. In memory only, dropped after ``visual``.
+    """
+
+    times_s: np.ndarray  # (K,) float64 source seconds, increasing
+    points: np.ndarray  # (K, 478, 3) float32 source pixels (z: MediaPipe's relative depth, same scale); NaN if not found
+    scores: np.ndarray  # (K, 52) float32 MediaPipe blendshape scores in [0, 1]; zeros where not found
+    matrices: np.ndarray  # (K, 4, 4) float32 facial transformation matrices; identity where not found
+    found: np.ndarray  # (K,) bool: the face was landmarked on this frame
+
+
+@dataclass
 class VoiceWindows:
     """GE2E voice embeddings of 1.6-s windows over a file's speech (``stages/voice_diarizer.py``)."""
 
@@ -145,6 +160,7 @@ class FaceTrack:
     identity_max_dist: float | None = None  # dlib: largest Euclidean distance of a frame's descriptor to the mean
     n_embeddings: int = 0  # frames of the track that were embedded
     split_from: int | None = None  # id of the IoU track this one was cut from on an identity change (None: not cut)
+    landmarks: TrackLandmarks | None = None  # per source frame (faces); None once visual has used them
 
     @property
     def start_s(self) -> float:

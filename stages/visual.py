@@ -2,10 +2,13 @@
 
 For every segment of a file with a video stream:
 
-1. MediaPipe FaceLandmarker (VIDEO mode) on every decoded frame shown during
-   ``[seg.start_s, seg.end_s]``, each at its own presentation time (constant and variable frame
-   rates alike; ``blendshape_fit.landmarker.extract_frames``): 478 landmarks + MediaPipe's 52
-   scores per frame;
+1. 478 landmarks + MediaPipe's 52 scores on every source frame shown during ``[seg.start_s,
+   seg.end_s]``, each at its own presentation time (constant and variable frame rates alike).
+   When the segment has a speaker track whose landmarks ``faces`` measured
+   (``stages/face_landmarks.py``; ``reuse_face_landmarks``), they are used and the video is not
+   decoded again: one landmark pass per face. Otherwise (no track, the CLI, or the option off)
+   MediaPipe's FaceLandmarker runs here in VIDEO mode (``blendshape_fit.landmarker.extract_frames``),
+   following the speaker's track box when other faces share the shot;
 2. the per-clip identity offset and the Eq. 1 fit per frame (``blendshape_fit.track``);
 3. one linear interpolation from the frame times onto the mel grid, ``n_frames = 1 + n_samples //
    256`` rows centred at ``seg.start_s + k * 256 / 24000`` s (``blendshape_fit.resample``). No frame
@@ -41,6 +44,7 @@ from core.media_io import av_source, open_binary
 from shards.codes import EXPRESSION_NAMES, YAW_COL
 from shards.spec import AUDIO_SR, VIDEO_TRACK_FPS, count_mel_frames, mel_frame_times
 from stages.base import Resources, Stage
+from stages.face_landmarks import select_landmarks
 from stages.item import FileItem, Reject, Segment, VideoFrames
 
 JAW_OPEN = EXPRESSION_NAMES.index("jawOpen")
@@ -62,6 +66,8 @@ class VisualConfig:
     basis_path: str | None = None  # basis .npz; None = blendshape_fit/assets/basis_v1.npz
     max_faces: int = 4  # faces MediaPipe looks for when other tracks share the speaker's shot
     min_track_iou: float = 0.3  # a frame's face must overlap the speaker's track box this much (IoU 0-1)
+    reuse_face_landmarks: bool = True  # fit the speaker track's landmarks from faces (one landmark pass); false =
+    # run MediaPipe's VIDEO-mode landmarker again on every frame of each segment
 
 
 def measure_face_boxes(track: LandmarkTrack) -> np.ndarray:
@@ -157,8 +163,18 @@ class VisualCodesStage(Stage):
                 min_tracking_confidence=c.min_tracking_confidence, num_faces=c.max_faces)
         return self._multi_extractor, target
 
-    def extract_segment(self, item: FileItem, seg: Segment) -> LandmarkTrack:
-        """Landmarks of one segment's source frames at their own times (path, or a stream for URIs)."""
+    def extract_segment(self, item: FileItem, seg: Segment) -> tuple[LandmarkTrack, str]:
+        """Landmarks of one segment's source frames at their own times, and where they came from: ``faces``
+        (the speaker track's, no decode) or ``visual`` (MediaPipe here, on the path or a stream for URIs)."""
+        track = next((t for t in item.face_tracks if t.track_id == seg.track_id), None)
+        if self.cfg.reuse_face_landmarks and track is not None and track.landmarks is not None:
+            reused = select_landmarks(track.landmarks, seg.start_s, seg.end_s, track.frame_w, track.frame_h)
+            if reused is not None:
+                return reused, "faces"
+        return self.run_landmarker(item, seg), "visual"
+
+    def run_landmarker(self, item: FileItem, seg: Segment) -> LandmarkTrack:
+        """MediaPipe's VIDEO-mode pass over one segment's source frames."""
         extractor, target = self.pick_extractor(item, seg)
         src = av_source(item.source_path)
         if src is not None:
@@ -184,7 +200,7 @@ class VisualCodesStage(Stage):
         rejects: list[Reject] = []
         c = self.cfg
         for seg in item.segments:
-            track = self.extract_segment(item, seg)
+            track, landmarks_from = self.extract_segment(item, seg)
             faceless = track.faceless_frac if track.n_frames else 1.0
             if faceless > c.max_faceless_frac:
                 rejects.append(seg.reject(self.name, "no_face", faceless, c.max_faceless_frac,
@@ -211,9 +227,12 @@ class VisualCodesStage(Stage):
             seg.extra["visual"] = {
                 "n_video_frames": track.n_frames, "faceless_frac": round(faceless, 4), "longest_gap_s": round(gap, 4),
                 "video_fps": round(track.fps, 4), "source_size_px": [track.width_px, track.height_px],
+                "landmarks": landmarks_from,
             }
             keep.append(seg)
         item.drop_segments(keep, rejects)
+        for t in item.face_tracks:  # used: free the per-frame landmarks before the item travels on
+            t.landmarks = None
 
 
 def measure_longest_gap(times_s: np.ndarray, face_mask: np.ndarray, start_s: float, end_s: float) -> float:

@@ -15,6 +15,7 @@ from blendshape_fit.landmarker import (
     FaceLandmarkExtractor,
     TaskFileError,
     count_grid_frames,
+    iterate_frames_with_grid,
     iterate_grid_frames,
     iterate_source_frames,
     locate_task_file,
@@ -149,3 +150,37 @@ def test_extract_frames_stamps_landmarks_with_frame_times() -> None:
     assert set(np.round(inside, 6)) <= set(np.round(track.times_s, 6))
     assert np.all(np.diff(track.times_s) > 0) and track.face_mask.all()
     assert track.fps == pytest.approx((track.n_frames - 1) / (track.times_s[-1] - track.times_s[0]))
+
+
+@pytest.mark.parametrize(("name", "start", "end"), [
+    ("face_recognition_short_hamilton_clip.mp4", 1.3, 4.1),  # 29.97 fps: frames between grid times
+    ("videoretalking_face1.mp4", 0.0, 6.3),  # variable rate, and output times past the last frame
+    ("sadtalker_WDA_KatieHill_000.mp4", 2.02, 5.5),  # 25 fps, start between two frames
+])
+def test_frames_with_grid_agree_with_the_grid_and_miss_no_frame(name: str, start: float, end: float) -> None:
+    """Every output time gets the picture iterate_grid_frames gives it; every source frame on screen comes
+    once, at its own time, those no output time shows with an empty grid list."""
+    path = MEDIA / name
+    expected: dict[int, np.ndarray | None] = {}
+    last = None
+    for i, _t, index, rgb, _wh in iterate_grid_frames(path, start, end, 25.0, 96):
+        last = rgb if rgb is not None else last
+        expected[i] = None if index < 0 else last
+    shown: dict[int, np.ndarray | None] = {}
+    times, between = [], 0
+    for t, rgb, _wh, grid in iterate_frames_with_grid(path, start, end, 25.0, 96):
+        if rgb is not None:
+            times.append(t)
+            between += not grid
+        for i in grid:
+            assert i not in shown
+            shown[i] = rgb
+    assert sorted(shown) == sorted(expected)
+    for i, want in expected.items():
+        assert (want is None) == (shown[i] is None) and (want is None or np.array_equal(want, shown[i])), i
+    pts = source_frame_times(path)
+    first = max(int(np.searchsorted(pts, start + 1e-9, side="right")) - 1, 0)  # the frame on screen at start
+    on_screen = pts[first:][pts[first:] < end - 1e-9]
+    np.testing.assert_allclose(times, on_screen, atol=1e-9)
+    if name.startswith("face_recognition"):
+        assert between > 0.1 * len(times)  # 30 fps on a 25 Hz grid: one frame in six falls between

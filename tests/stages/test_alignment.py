@@ -1,5 +1,8 @@
 """Audio and visual codes share one time base: a mouth that opens between two video frames opens in the
-codes where a click sits in the audio, within 5 ms, at 25 fps, 30 fps and a variable frame rate.
+codes where a click sits in the audio, within 5 ms, at 25 fps, 30 fps and a variable frame rate, whether
+the codes are fitted from the landmarks the faces stage measured on the speaker's track (the job's path:
+one landmark pass, faces sampling a 25 Hz grid and following the track on the frames between) or from
+the visual stage's own MediaPipe pass (the CLI, or ``visual.reuse_face_landmarks: false``).
 
 The fixture is built here from the shared face photo: the baseline renderer draws it with the jaw
 closed or open (MediaPipe then sees a real face), frames are encoded at chosen presentation times,
@@ -22,6 +25,7 @@ from model.renderer.baseline import BaselineConfig, BaselineRenderer
 from shards.codes import EXPRESSION_NAMES
 from shards.spec import AUDIO_SR, mel_frame_times
 from stages.audio import AudioConfig, StandardizeAudioStage
+from stages.faces import FaceTrackStage
 from stages.item import FileItem, Segment
 from stages.visual import VisualCodesStage
 from tests.conftest import MEDIA, mux_mono_audio
@@ -87,8 +91,16 @@ def rising_crossings(t: np.ndarray, x: np.ndarray, level: float) -> list[float]:
     return [float(t[i] + (level - x[i]) / (x[i + 1] - x[i]) * (t[i + 1] - t[i])) for i in up]
 
 
+@pytest.fixture(scope="module")
+def faces() -> FaceTrackStage:
+    stage = FaceTrackStage()
+    stage.setup()
+    return stage
+
+
+@pytest.mark.parametrize("landmarks", ["faces", "visual"])
 @pytest.mark.parametrize("kind", ["25", "30", "vfr"])
-def test_mouth_events_in_codes_land_on_the_audio_clicks(kind, renderer, tmp_path):
+def test_mouth_events_in_codes_land_on_the_audio_clicks(kind, landmarks, renderer, faces, tmp_path):
     times = frame_times(kind)
     video = tmp_path / f"events_{kind}.mp4"
     events = write_fixture(video, renderer, times)
@@ -103,8 +115,18 @@ def test_mouth_events_in_codes_land_on_the_audio_clicks(kind, renderer, tmp_path
     assert clicks == pytest.approx(events, abs=1e-3)  # the audio keeps its time base
 
     item.segments = [Segment(start_sample=0, end_sample=len(item.audio_24k))]
+    if landmarks == "faces":
+        faces.process_item(item)
+        [track] = item.face_tracks
+        item.segments[0].track_id = track.track_id
+        assert track.landmarks is not None and track.landmarks.found.all()
+        # a row at every source frame of the track's span, at the frame's own time (30 fps and the VFR
+        # fixture's fast stretches have frames between the 25 Hz grid times)
+        on = times[(times >= track.landmarks.times_s[0] - 1e-6) & (times <= track.landmarks.times_s[-1] + 1e-6)]
+        assert track.landmarks.times_s == pytest.approx(on, abs=1e-4)
     VisualCodesStage().process_item(item)
     [seg] = item.segments
+    assert seg.extra["visual"]["landmarks"] == landmarks
     jaw = seg.visual[:, JAW].astype(np.float64)
     t = mel_frame_times(seg.start_s, len(jaw))
     closed, opened = np.percentile(jaw, 20), np.percentile(jaw, 95)

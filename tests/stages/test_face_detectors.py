@@ -95,8 +95,9 @@ def test_crop_landmarker_measures_a_portrait(mp_detector, media_dir):
     try:
         got = lm.measure(rgb, face.box)
         assert got is not None
-        lms, matrix = got
-        assert lms.shape == (478, 3) and matrix.shape == (4, 4)
+        lms, matrix, scores = got
+        assert lms.shape == (478, 3) and matrix.shape == (4, 4) and scores.shape == (52,)
+        assert 0 <= scores.min() and scores.max() <= 1 and scores.max() > 0.1  # MediaPipe's blendshape scores
         inside = (lms[:, 0] > face.box[0] - 40) & (lms[:, 0] < face.box[2] + 40)
         assert inside.mean() > 0.95  # landmarks mapped back into frame pixels
         assert lm.measure(rgb, np.array([0, 0, 40, 40], np.float32)) is None  # no face in that corner

@@ -93,6 +93,44 @@ def test_tracks_never_cross_shot_boundaries(stage, media_dir):
     assert len({t.track_id for t in item.face_tracks}) == len(item.face_tracks)
 
 
+def test_tracks_carry_landmarks_at_every_source_frame(stage, media_dir):
+    """One landmark pass (stages/face_landmarks.py): a track has MediaPipe's measure at each source frame it
+    spans, at the frame's own time, including the 29.97 fps frames between two 25 Hz grid times."""
+    import av
+
+    from blendshape_fit.landmarker import time_origin_s
+
+    path = media_dir / "face_recognition_short_hamilton_clip.mp4"
+    item = make_item(path, with_shots=True)
+    stage.process([item])
+    with av.open(str(path)) as c:
+        origin, s = time_origin_s(c), c.streams.video[0]
+        pts = np.array([f.pts * float(s.time_base) - origin for f in c.decode(s)])
+    long_tracks = [t for t in item.face_tracks if t.end_s - t.start_s > 1.0]
+    assert long_tracks
+    for t in long_tracks:
+        lm = t.landmarks
+        assert lm is not None and lm.points.shape == (len(lm.times_s), 478, 3)
+        assert lm.scores.shape == (len(lm.times_s), 52) and lm.matrices.shape == (len(lm.times_s), 4, 4)
+        spanned = pts[(pts >= lm.times_s[0] - 1e-6) & (pts <= lm.times_s[-1] + 1e-6)]
+        np.testing.assert_allclose(lm.times_s, spanned, atol=1e-6)  # every frame, its own time
+        assert len(lm.times_s) > 1.15 * len(t.times_s)  # more rows than 25 Hz samples: 30 fps frames
+    frontal = [t for t in long_tracks if t.landmarks.found.mean() > 0.9]
+    assert len(frontal) >= 2
+    for t in frontal:
+        lm = t.landmarks
+        # points in source pixels, inside the track's box (boxes: source pixels) at the nearest sample
+        k = np.clip(np.searchsorted(t.times_s, lm.times_s[lm.found]), 0, len(t.times_s) - 1)
+        nose = lm.points[lm.found, 1, :2]
+        box = t.boxes[k]
+        ok = np.isfinite(box).all(axis=1)
+        inside = (nose[ok, 0] > box[ok, 0]) & (nose[ok, 0] < box[ok, 2]) & (nose[ok, 1] > box[ok, 1]) & \
+            (nose[ok, 1] < box[ok, 3])
+        assert inside.mean() > 0.95
+    prov = item.provenance["faces"]
+    assert prov["frames_between"] > 0 and prov["landmarks_followed"] >= prov["frames_between"]
+
+
 def test_group_photo_gives_several_simultaneous_tracks(stage, media_dir, tmp_path):
     video = write_video(tmp_path / "group.mp4", 1.2, fps=25, size=(640, 442), image=media_dir / "insightface_t1_group.jpg")
     item = make_item(video)
@@ -152,6 +190,7 @@ def test_cli_prints_track_summary(media_dir, capsys):
                       "mouth_open_std", "n_embeddings", "identity_min_cos", "identity_max_dist", "split_from"}
     assert t["mean_area_frac"] > 0.05 and t["identity_min_cos"] is None
     assert t["n_embeddings"] >= 3 and 0 < t["identity_max_dist"] < DLIB_SAME_PERSON_DIST and t["split_from"] is None
+    assert t["landmark_frames"] == t["n_frames"] and t["landmarks_found_frac"] > 0.95  # 25 fps: one row per sample
     ident = out["identity"]
     assert ident["model"].startswith("dlib-") and ident["metric"] == "euclidean"
     assert ident["threshold"] == FacesConfig().max_identity_dist and ident["splits"] == 0

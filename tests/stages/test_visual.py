@@ -59,6 +59,38 @@ def test_segments_get_codes_on_the_mel_grid(stage: VisualCodesStage) -> None:
     assert "visual" in item.timings
 
 
+def test_codes_come_from_the_landmarks_faces_measured(stage: VisualCodesStage, tmp_path: Path) -> None:
+    """One landmark pass: with the speaker's track from faces, visual fits its landmarks and decodes nothing
+    (the video is deleted before visual runs); the codes follow the same mouth as visual's own pass."""
+    import copy
+
+    from stages.faces import FaceTrackStage
+
+    video = tmp_path / "face2.mp4"
+    shutil.copy(MEDIA / "videoretalking_face2.mp4", video)
+    spans = [(0.5, 2.5), (2.71, 4.93)]
+    item = make_item("videoretalking_face2.mp4", spans)
+    item.source_path = str(video)
+    FaceTrackStage().process_item(item)
+    track = max(item.face_tracks, key=lambda t: len(t.times_s))
+    for seg in item.segments:
+        seg.track_id = track.track_id
+    own = copy.deepcopy(item)
+    own.source_path = str(MEDIA / "videoretalking_face2.mp4")
+    video.unlink()
+    stage.process([item])
+    assert not item.rejected and not item.rejects and len(item.segments) == 2
+    assert all(t.landmarks is None for t in item.face_tracks)  # freed once used
+    VisualCodesStage(cfg=VisualConfig(reuse_face_landmarks=False)).process([own])
+    j = EXPRESSION_SLICE.start + EXPRESSION_NAMES.index("jawOpen")
+    for seg, ref in zip(item.segments, own.segments, strict=True):
+        assert seg.extra["visual"]["landmarks"] == "faces" and ref.extra["visual"]["landmarks"] == "visual"
+        assert seg.visual.shape == ref.visual.shape and np.isfinite(seg.visual).all()
+        assert np.corrcoef(seg.visual[:, j], ref.visual[:, j])[0, 1] > 0.85  # measured 0.94 and 0.95
+        assert seg.mp_blendshapes.shape == ref.mp_blendshapes.shape and seg.mp_blendshapes.max() > 0.1
+        assert 0.0 < seg.fit_rmse < 0.02 and seg.extra["visual"]["faceless_frac"] == 0.0
+
+
 def test_vfr_source_segment(stage: VisualCodesStage) -> None:
     item = make_item("videoretalking_face1.mp4", [(1.0, 4.5)])
     stage.process([item])
