@@ -5,7 +5,8 @@ Prints one table:
 * landmarks: wall and CPU milliseconds per 30 fps frame (decode + downscale + MediaPipe),
   and the decode-only share;
 * fit: frames per second on one core (BLAS limited to one thread);
-* stage: seconds of video coded per CPU-second (``VisualCodesStage.process``, all threads);
+* stage: seconds of video coded per CPU-second (``VisualCodesStage.process`` with its own MediaPipe
+  pass, all threads: in the job, ``visual`` fits the landmarks ``faces`` measured and costs only the fit);
 * the ratio fit cost / landmark cost (goal < 10 %).
 
 Usage: ``python bench/visual.py [--media DIR] [--frames N]`` (default media: the shared
