@@ -39,12 +39,15 @@ curate: setup
 # The shipped lip-sync model (docs/sync.md): curate the genuine-sync talking clips listed in
 # configs/sync_corpus.txt with relaxed filters (every genuine segment counts; the sync stage is what
 # is being trained, so it is off), train on all but the held-out speakers of configs/sync.yaml, and
-# make the best held-out step the default (model/sync/assets, sha256 pinned).
+# make the best held-out step the default (model/sync/assets, sha256 pinned). The corpus is coded with
+# visual's own VIDEO-mode landmark pass, as the shipped model was: models trained on those smoother codes
+# read the job's one-pass codes better than models trained on them (docs/sync.md).
 SYNC_CORPUS ?= out/sync_corpus
 SYNC_RUN    ?= runs/sync
 SYNC_CURATE_SET := --set segment.min_clip_s=1.0 --set segment.min_chars_per_s=0 --set segment.max_chars_per_s=1000 \
 	--set segment.allowed_languages=[] --set segment.min_language_prob=0 --set dnsmos.min_dnsmos_ovrl=0 \
-	--set asd.min_asd_score=0 --set framing.min_face_area_frac=0 --set framing.max_abs_yaw_deg=90 --set sync.enabled=false
+	--set asd.min_asd_score=0 --set framing.min_face_area_frac=0 --set framing.max_abs_yaw_deg=90 --set sync.enabled=false \
+	--set visual.reuse_face_landmarks=false
 
 sync-model: setup
 	$(PY) -m pipeline.run --input configs/sync_corpus.txt --output $(SYNC_CORPUS) --config configs/curate.yaml \
