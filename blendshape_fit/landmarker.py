@@ -253,6 +253,12 @@ def iterate_grid_frames(source: str | Path | BinaryIO, start_s: float, end_s: fl
             i += 1
 
 
+def convert_frame(frame: av.VideoFrame, max_side_px: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(rgb uint8 downscaled so its long side is at most max_side_px, source (W, H))`` of a decoded frame."""
+    tw, th = scale_to_max_side(frame.width, frame.height, max_side_px)
+    return frame.to_ndarray(format="rgb24", width=tw, height=th), (frame.width, frame.height)
+
+
 def iterate_frames_with_grid(source: str | Path | BinaryIO, start_s: float, end_s: float, fps: float,
                              max_side_px: int) -> Iterator[tuple[float, np.ndarray | None, tuple[int, int], list[int]]]:
     """Yield ``(t_s, rgb, (W, H), grid)`` for every source frame on screen during ``[start_s, end_s)``, in order.
@@ -277,10 +283,6 @@ def iterate_frames_with_grid(source: str | Path | BinaryIO, start_s: float, end_
         prev_t = -math.inf
         prev_grid: list[int] = []
 
-        def convert(frame: av.VideoFrame) -> tuple[np.ndarray, tuple[int, int]]:
-            tw, th = scale_to_max_side(frame.width, frame.height, max_side_px)
-            return frame.to_ndarray(format="rgb24", width=tw, height=th), (frame.width, frame.height)
-
         for frame in decode_from(container, stream, start_s, origin_s):
             t = frame.pts * tb - origin_s
             if t <= prev_t + 1e-9:
@@ -298,7 +300,7 @@ def iterate_frames_with_grid(source: str | Path | BinaryIO, start_s: float, end_
                     grid.append(i)
                 i += 1
             if prev is not None and (prev_grid or prev_t >= start_s - 1e-9):
-                yield (prev_t, *convert(prev), prev_grid)
+                yield (prev_t, *convert_frame(prev, max_side_px), prev_grid)
             prev, prev_t, prev_grid = frame, t, grid
             if t >= end_s - 1e-9:
                 break
@@ -312,7 +314,7 @@ def iterate_frames_with_grid(source: str | Path | BinaryIO, start_s: float, end_
                 tail.append(t_i)
             i += 1
         if prev is not None and (prev_grid or start_s - 1e-9 <= prev_t < end_s - 1e-9):
-            yield (prev_t, *convert(prev), prev_grid)
+            yield (prev_t, *convert_frame(prev, max_side_px), prev_grid)
         size = (prev.width, prev.height) if prev is not None else (0, 0)
         for k, t_i in enumerate(tail):
             yield t_i, None, size, [n_out - len(tail) + k]
@@ -332,10 +334,6 @@ def iterate_source_frames(source: str | Path | BinaryIO, start_s: float, end_s: 
         last_t = -math.inf
         before: tuple[float, av.VideoFrame] | None = None
 
-        def convert(frame: av.VideoFrame) -> tuple[np.ndarray, tuple[int, int]]:
-            tw, th = scale_to_max_side(frame.width, frame.height, max_side_px)
-            return frame.to_ndarray(format="rgb24", width=tw, height=th), (frame.width, frame.height)
-
         for frame in decode_from(container, stream, start_s, origin_s):
             t = frame.pts * tb - origin_s
             if t <= last_t + 1e-9:
@@ -344,14 +342,14 @@ def iterate_source_frames(source: str | Path | BinaryIO, start_s: float, end_s: 
                 before = (t, frame)  # the frame on screen at start_s, until a later one starts
                 continue
             if before is not None and t > start_s + 1e-9:
-                yield (before[0], *convert(before[1]))
+                yield (before[0], *convert_frame(before[1], max_side_px))
             before = None
             last_t = t
-            yield (t, *convert(frame))
+            yield (t, *convert_frame(frame, max_side_px))
             if t >= end_s - 1e-9:
                 return
         if before is not None:  # the video ended before start_s: its last frame is all there is
-            yield (before[0], *convert(before[1]))
+            yield (before[0], *convert_frame(before[1], max_side_px))
 
 
 _LIVE_EXTRACTORS: weakref.WeakSet[FaceLandmarkExtractor] = weakref.WeakSet()
