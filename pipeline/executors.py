@@ -393,7 +393,11 @@ def run_ray(items: list[FileItem], plans: list[OperatorPlan], spec: CommitSpec,
     """
     from ray.data import DataContext
 
-    DataContext.get_current().max_errored_blocks = -1
+    ctx = DataContext.get_current()
+    ctx.max_errored_blocks = -1
+    # One batch in flight per actor (see _map_plan) caps a pool's utilization at 100 %; Ray Data's
+    # default threshold (175 %) would then never add an actor: grow when every actor is busy.
+    ctx.autoscaling_config.actor_pool_util_upscaling_threshold = 1.0
     ds = _dataset_of(items)
     for plan in plans:
         ds = _map_plan(ds, plan, retries)
