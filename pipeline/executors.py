@@ -347,7 +347,7 @@ def _map_plan(ds, plan: OperatorPlan, retries: int = 2):
     ever; :func:`run_ray` records it in errors/ and the next run tries again. An actor holds one
     batch at a time (``max_tasks_in_flight_per_actor=1``): a batch queued behind the one that kills
     its process would die with it and be charged a retry it did not cause (measured: an innocent
-    file given up with the poisoned one in 2 of 9 runs of tests/pipeline/test_faults.py)."""
+    file given up with the poisoned one in 3 of 12 runs of tests/pipeline/test_faults.py)."""
     from ray.data import ActorPoolStrategy
 
     r = plan.resources

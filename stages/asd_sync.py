@@ -54,17 +54,18 @@ class SyncScorer:
         if self._model is None:
             self._model, model_id = load_sync_model(self.model_path)
             self.name = f"sync:{model_id}"
-            self._extractor = FaceLandmarkExtractor(num_faces=MAX_FACES)
             self._fitter = BlendshapeFitter(load_face_model())
             self._mel = LogMel()
 
     def codes_for(self, track: FaceTrack, source_path: str, start_s: float, end_s: float) -> np.ndarray | None:
         """``(n_mel, 61)`` codes of ``track``'s face over ``[start_s, end_s)``, or None when it is not found."""
-        assert self._extractor is not None and self._fitter is not None
+        assert self._fitter is not None
         lt = None
         if track.landmarks is not None:
             lt = select_landmarks(track.landmarks, start_s, end_s, track.frame_w, track.frame_h)
-        if lt is None:
+        if lt is None:  # no rows from faces (a caller without the faces stage): follow the face here
+            if self._extractor is None:
+                self._extractor = FaceLandmarkExtractor(num_faces=MAX_FACES)
             target = BoxTrack(track.times_s, track.boxes, MIN_TRACK_IOU)
             lt = self._extractor.extract_frames(source_path, start_s, end_s, target=target)
         if lt.n_frames == 0 or lt.face_mask.mean() < 0.5:
