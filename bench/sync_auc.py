@@ -121,10 +121,12 @@ def learned_scores(model, clips: list[dict], window: float, hop: float) -> tuple
         finite = np.isfinite(s.dists)
         stats[kind]["all lags"].append(s.conf)
         stats[kind]["±0.2 s"].append(s.conf_near)
-        min80 = float(s.dists[near80 & finite].min())
+        i80 = int(np.argmin(np.where(near80 & finite, s.dists, np.inf)))
+        min80 = float(s.dists[i80])
         stats[kind]["±80 ms"].append(float(np.median(s.dists[finite])) - min80)
         stats[kind]["score ±0.2 s"].append(s.score_near)
-        stats[kind]["score ±80 ms"].append(combine_sync_score(stats[kind]["±80 ms"][-1], min80))
+        stats[kind]["score ±80 ms"].append(
+            float(combine_sync_score(stats[kind]["±80 ms"][-1], min80, s.lags[i80] / FRAME_RATE_HZ)))
         return s.offset_s
 
     for c in clips:

@@ -99,6 +99,11 @@ def resolve_task_file(override: str | Path | None = None) -> tuple[Path, str]:
     return path, verify_task_file(path)
 
 
+def name_task_model(path: Path, sha256: str) -> str:
+    """The id a run records for the model file: ``face_landmarker.task@<sha256 prefix>``."""
+    return f"{path.name}@{sha256[:12]}"
+
+
 @dataclass
 class LandmarkTrack:
     """Per-frame FaceLandmarker output, on a constant grid (``extract``) or at source frame times (``extract_frames``).
@@ -443,7 +448,7 @@ class FaceLandmarkExtractor:
     @property
     def model_id(self) -> str:
         """``face_landmarker.task@<sha256 prefix>``."""
-        return f"{self.task_path.name}@{self.task_sha256[:12]}"
+        return name_task_model(self.task_path, self.task_sha256)
 
     def close(self) -> None:
         """Release the MediaPipe graph."""

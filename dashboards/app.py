@@ -30,7 +30,7 @@ from shards.sync_score import combine_sync_score
 PAGES = ("Overview", "Clips", "Rejects")
 HISTOGRAM_METRICS = (("duration_s", "duration (s)"), ("dnsmos_ovrl", "DNSMOS OVRL (MOS 1-5)"),
                      ("asd_score", "active-speaker score"), ("fit_rmse", "fit RMSE / inter-ocular distance"),
-                     ("chars_per_s", "characters per second"), ("sync_score", "lip-sync score (confidence + cosine)"),
+                     ("chars_per_s", "characters per second"), ("sync_score", "lip-sync score (confidence + cosine - lag cost)"),
                      ("av_offset_s", "audio-visual offset (s, + = audio late)"))
 # Quality columns offered as range filters in the clip browser (shown only when present).
 RANGE_COLUMNS = ("duration_s", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "chars_per_s",
@@ -204,7 +204,8 @@ def show_clip_detail(row: dict[str, Any]) -> None:
     if row.get("sync_conf") is not None:
         shift = row.get("av_shift_applied_s") or 0.0
         dist = row.get("sync_dist", float("nan"))
-        st.markdown(f"**Lip sync** ({row.get('sync_model')}): score {combine_sync_score(row['sync_conf'], dist):.3f} "
+        score = combine_sync_score(row["sync_conf"], dist, row.get("av_offset_s") or 0.0)
+        st.markdown(f"**Lip sync** ({row.get('sync_model')}): score {score:.3f} "
                     f"(confidence {row['sync_conf']:.3f}, distance {dist:.3f}), audio {row.get('av_offset_s', 0.0) * 1000:+.0f} ms "
                     f"against the video (+ = late)" + (f"; video moved {shift * 1000:+.0f} ms to match" if shift else ""))
     st.markdown("**Transcript**")

@@ -320,12 +320,12 @@ def compute_histogram(values: np.ndarray, bins: int = 30, include: list[float] |
 
 
 def add_sync_score(table: pa.Table) -> pa.Table:
-    """``table`` with ``sync_score``, the lip-sync score the sync stage kept each clip on
-    (``shards.sync_score``: ``sync_conf + (1 - sync_dist)``; null where the stage did not run)."""
-    if "sync_conf" not in table.column_names or "sync_dist" not in table.column_names:
+    """``table`` with ``sync_score``, the lip-sync score the sync stage kept each clip on (``shards.sync_score``:
+    ``sync_conf + (1 - sync_dist)`` less the cost of ``av_offset_s``; null where the stage did not run)."""
+    if any(c not in table.column_names for c in ("sync_conf", "sync_dist", "av_offset_s")):
         return table
     conf, dist = column_values(table, "sync_conf"), column_values(table, "sync_dist")
-    score = combine_sync_score(conf, dist)
+    score = combine_sync_score(conf, dist, column_values(table, "av_offset_s"))
     return table.append_column("sync_score", pa.array(score.astype(np.float32), mask=~np.isfinite(score)))
 
 

@@ -120,7 +120,7 @@ LEDGER_REASONS: dict[str, str] = {
     "fit_rmse": "visual: the blendshape fit's error is too high",
     "too_short_for_sync": "sync: shorter than the lip-sync model's window",
     "av_offset": "sync: audio-visual offset beyond sync.max_correct_s",
-    "lip_sync_low": "sync: lip-sync score sync_conf + (1 - sync_dist) below sync.min_score (dubbed or out of sync)",
+    "lip_sync_low": "sync: lip-sync score sync_conf + (1 - sync_dist) - 0.5 abs(av_offset_s) below sync.min_score (dubbed or out of sync)",
     "all_segments_rejected": "writer: every segment of the file was dropped (the rows above say why)",
     "error": "any stage: an unexpected exception (in errors/, never in rejects/: the file is retried)",
 }

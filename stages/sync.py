@@ -9,8 +9,9 @@ at every lag within ``max_lag_s`` (``model.sync.scoring``). Per clip it stores:
 * ``sync_dist``: the mean ``1 - cos`` distance there (0 = perfectly matched);
 * ``sync_conf``: how much that lag stands out, median distance minus the best one; a dubbed clip
   (someone else's voice) has a flat curve and a low confidence;
-* the lip-sync score the clip is kept on, ``sync_conf + (1 - sync_dist)`` (``shards.sync_score``): the
-  confidence plus how well lips and sound match at that lag;
+* the lip-sync score the clip is kept on, ``sync_conf + (1 - sync_dist) - 0.5 |av_offset_s|``
+  (``shards.sync_score``): the confidence plus how well lips and sound match at that lag, less a
+  cost for a lag far from 0;
 * ``av_shift_applied_s``: the offset corrected, see below; ``sync_model``: the weights that ran.
 
 Decisions, each a ledger row with its value and threshold:
@@ -46,6 +47,7 @@ from model.sync.scoring import STRIDE as SCORE_STRIDE
 from model.sync.syncnet import CROP_PX, SyncNet, load_syncnet, score_syncnet
 from model.sync.syncnet import VIDEO_FPS as SYNCNET_FPS
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, mel_frame_times
+from shards.sync_score import LAG_COST_PER_S
 from stages.base import Resources, Stage
 from stages.item import MODEL_SR, FileItem, Reject, Segment, VideoFrames
 from stages.visual import to_video_grid
@@ -57,7 +59,7 @@ class SyncConfig:
     model_path: str | None = None  # lip-sync weights (.safetensors, or a train-sync run); None = the shipped default
     max_lag_s: float = 0.6  # seconds: audio-visual lags searched, +- (SyncNet's 15 frames at 25 fps)
     max_correct_s: float = 0.2  # seconds: offsets up to this are corrected; a confident larger one is av_offset
-    min_score: float = 0.52  # lip-sync score, sync_conf + (1 - sync_dist) (1 - cos units), below which a clip is
+    min_score: float = 0.50  # lip-sync score, sync_conf + (1 - sync_dist) - 0.5 |av_offset_s| (1 - cos units), below which a clip is
     # lip_sync_low (docs/sync.md: calibration on held-out speakers)
     min_offset_conf: float = 0.2  # confidence (all lags) a lag beyond max_correct_s needs to count as av_offset
     torch_threads: int = 1  # intra-op threads of the model (per actor)
@@ -116,7 +118,8 @@ class SyncStage(Stage):
         seg.av_offset_s, seg.sync_dist, seg.sync_conf = s.near_offset_s, s.near_dist, s.conf_near
         if s.score_near < c.min_score:
             return seg.reject(self.name, "lip_sync_low", s.score_near, c.min_score,
-                              detail=f"value: sync_conf + (1 - sync_dist) within {c.max_correct_s:g} s; conf "
+                              detail=f"value: sync_conf + (1 - sync_dist) - {LAG_COST_PER_S:g} |lag| within "
+                                     f"{c.max_correct_s:g} s; conf "
                                      f"{s.conf_near:.3f}, dist {s.near_dist:.3f} at lag {s.near_offset_s * 1000:+.0f} ms")
         seg.av_shift_applied_s = 0.0
         if abs(s.near_offset_s) >= 0.5 / FRAME_RATE_HZ and seg.video_frames is not None:

@@ -37,7 +37,14 @@ import numpy as np
 
 from blendshape_fit.face_model import FaceModel, load_face_model
 from blendshape_fit.fit import BlendshapeFitter, FitOptions
-from blendshape_fit.landmarker import BoxTrack, FaceLandmarkExtractor, LandmarkTrack, count_grid_frames
+from blendshape_fit.landmarker import (
+    BoxTrack,
+    FaceLandmarkExtractor,
+    LandmarkTrack,
+    count_grid_frames,
+    name_task_model,
+    resolve_task_file,
+)
 from blendshape_fit.resample import interpolate_rows, resample_at_times
 from blendshape_fit.track import TrackFit, fit_track
 from core.media_io import av_source, open_binary
@@ -104,7 +111,8 @@ def to_video_grid(frames: VideoFrames, start_s: float, end_s: float) -> tuple[np
 
 @dataclass
 class VisualCodesStage(Stage):
-    """Landmarks -> Eq. 1 fit -> mel-rate codes, per segment. Holds a MediaPipe graph (actor)."""
+    """Landmarks -> Eq. 1 fit -> mel-rate codes, per segment. Holds the fitter, and a MediaPipe graph
+    once a segment needs its own landmark pass (actor)."""
 
     name: str = "visual"
     cfg: VisualConfig = field(default_factory=VisualConfig)
@@ -114,6 +122,7 @@ class VisualCodesStage(Stage):
     _multi_extractor: FaceLandmarkExtractor | None = field(default=None, init=False, repr=False)
     _model: FaceModel | None = field(default=None, init=False, repr=False)
     _fitter: BlendshapeFitter | None = field(default=None, init=False, repr=False)
+    _task_id: str = field(default="", init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the native MediaPipe graph (rebuilt by ``setup`` in the worker)."""
@@ -122,22 +131,31 @@ class VisualCodesStage(Stage):
         return state
 
     def setup(self) -> None:
-        """Create the landmarker (model file located + sha256-checked) and load the basis, once."""
-        if self._extractor is not None:
+        """Locate and sha256-check the landmarker's model file and load the basis, once.
+
+        MediaPipe's graph is built only when a segment has no landmarks from ``faces``
+        (``pick_extractor``): with ``reuse_face_landmarks`` the job never builds it.
+        """
+        if self._fitter is not None:
             return
         c = self.cfg
-        self._extractor = FaceLandmarkExtractor(
-            c.task_path, fps=VIDEO_TRACK_FPS, max_side_px=c.max_detection_side_px,
-            min_detection_confidence=c.min_detection_confidence, min_presence_confidence=c.min_presence_confidence,
-            min_tracking_confidence=c.min_tracking_confidence)
+        self._task_id = name_task_model(*resolve_task_file(c.task_path))
         self._model = load_face_model(c.basis_path)
         self._fitter = BlendshapeFitter(self._model, FitOptions(smooth_cm2=c.smoothing_cm2, n_iterations=c.fit_iterations))
 
     @property
     def model_id(self) -> str:
         """``face_landmarker.task@<sha256 prefix>+basis_<version>``."""
-        assert self._extractor is not None and self._model is not None
-        return f"{self._extractor.model_id}+basis_{self._model.version}"
+        assert self._task_id and self._model is not None
+        return f"{self._task_id}+basis_{self._model.version}"
+
+    def build_extractor(self, num_faces: int = 1) -> FaceLandmarkExtractor:
+        """A VIDEO-mode MediaPipe landmarker with this stage's settings (~0.6 s to build)."""
+        c = self.cfg
+        return FaceLandmarkExtractor(
+            c.task_path, fps=VIDEO_TRACK_FPS, max_side_px=c.max_detection_side_px,
+            min_detection_confidence=c.min_detection_confidence, min_presence_confidence=c.min_presence_confidence,
+            min_tracking_confidence=c.min_tracking_confidence, num_faces=num_faces)
 
     def pick_extractor(self, item: FileItem, seg: Segment) -> tuple[FaceLandmarkExtractor, BoxTrack | None]:
         """The landmarker for a segment and the speaker's box track to follow (if ASD chose one).
@@ -145,7 +163,8 @@ class VisualCodesStage(Stage):
         When other face tracks overlap the segment in its shot, a multi-face landmarker runs and
         each frame keeps the face on the speaker's track; otherwise the single-face one runs.
         """
-        assert self._extractor is not None
+        if self._extractor is None:
+            self._extractor = self.build_extractor()
         track = next((t for t in item.face_tracks if t.track_id == seg.track_id), None)
         if track is None:
             return self._extractor, None
@@ -155,12 +174,7 @@ class VisualCodesStage(Stage):
         if not others:
             return self._extractor, target
         if self._multi_extractor is None:
-            c = self.cfg
-            self._multi_extractor = FaceLandmarkExtractor(
-                c.task_path, fps=VIDEO_TRACK_FPS, max_side_px=c.max_detection_side_px,
-                min_detection_confidence=c.min_detection_confidence,
-                min_presence_confidence=c.min_presence_confidence,
-                min_tracking_confidence=c.min_tracking_confidence, num_faces=c.max_faces)
+            self._multi_extractor = self.build_extractor(num_faces=self.cfg.max_faces)
         return self._multi_extractor, target
 
     def extract_segment(self, item: FileItem, seg: Segment) -> tuple[LandmarkTrack, str]:

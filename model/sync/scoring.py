@@ -13,7 +13,7 @@ Two confidences, both ``median(distance over all lags) - min(distance over a lag
 ``conf`` over every lag (SyncNet's definition) and ``conf_near`` over ``|l| <= near_lag``
 (the lags a clip may legitimately have). A dubbed clip has no lag where lips and audio agree, so
 its distance curve is flat and both confidences are low. Curation gates on ``score_near``, the
-near confidence plus the similarity at that lag (``shards.sync_score``).
+near confidence plus the similarity at that lag, less a cost for the lag (``shards.sync_score``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class SyncScore:
 
     @property
     def score_near(self) -> float:
-        """The curation gate's lip-sync score within ``near_lag``: ``conf_near + (1 - near_dist)`` (shards.sync_score)."""
-        return combine_sync_score(self.conf_near, self.near_dist)
+        """The curation gate's lip-sync score within ``near_lag``: ``conf_near + (1 - near_dist)`` less the lag's
+        cost at ``near_offset_s`` (shards.sync_score)."""
+        return float(combine_sync_score(self.conf_near, self.near_dist, self.near_offset_s))
 
     def to_dict(self) -> dict[str, float]:
         return {"offset_s": self.offset_s, "dist": self.dist, "conf": self.conf,

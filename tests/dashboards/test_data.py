@@ -40,9 +40,11 @@ def test_read_clips_has_scalar_columns_only(synthetic_out: Path) -> None:
     assert sorted(clips.column("clip_id").to_pylist()) == [f"clip{i:02d}" for i in range(5)]
     assert not set(data.HEAVY_COLUMNS) & set(clips.column_names)
     assert {"_part", "_row", "dnsmos_ovrl", "language"} <= set(clips.column_names)
-    # the score the sync stage kept each clip on, from its two stored numbers
+    # the score the sync stage kept each clip on, from its three stored numbers (shards.sync_score)
     conf, dist = clips.column("sync_conf").to_numpy(), clips.column("sync_dist").to_numpy()
-    np.testing.assert_allclose(clips.column("sync_score").to_numpy(), conf + 1 - dist, rtol=1e-6)
+    lag_cost = 0.5 * np.abs(clips.column("av_offset_s").to_numpy())
+    assert lag_cost.max() > 0  # the fixture's clips have offsets: the cost is exercised
+    np.testing.assert_allclose(clips.column("sync_score").to_numpy(), conf + 1 - dist - lag_cost, rtol=1e-6)
 
 
 def test_read_clip_finds_rows_in_later_row_groups(synthetic_out: Path) -> None:

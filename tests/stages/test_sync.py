@@ -64,12 +64,24 @@ def test_a_flat_curve_is_lip_sync_low():
     seg, _ = frames_segment(200)
     rej = SyncStage(cfg=SyncConfig(min_score=0.1)).decide(seg, curve(3, depth=0.02))
     assert (rej.reason, rej.threshold) == ("lip_sync_low", 0.1)
-    assert rej.value == pytest.approx(0.02 + 0.02)  # the dip stands out by 0.02, and the cosine there is 0.02
+    # the dip stands out by 0.02, the cosine there is 0.02, and its lag (3 frames, 32 ms) costs 0.016
+    assert rej.value == pytest.approx(0.02 + 0.02 - 0.5 * 3 / FRAME_RATE_HZ)
+
+
+def test_the_same_dip_far_from_lag_0_needs_more_evidence():
+    """The lag cost (shards.sync_score): a dip scoring 0.58 at lag 0 is kept; at 0.19 s it costs 0.096 and
+    falls below min_score (0.50), though the offset there is still what is measured."""
+    kept = SyncStage().decide(frames_segment(200)[0], curve(0, depth=0.1, level=0.62))
+    assert kept is None
+    far = curve(18, depth=0.1, level=0.62)  # distance 0.52 at the dip: cosine 0.48, plus 0.1
+    assert far.near_offset_s == pytest.approx(18 / FRAME_RATE_HZ)
+    rej = SyncStage().decide(frames_segment(200)[0], far)
+    assert rej.reason == "lip_sync_low" and rej.value == pytest.approx(0.58 - 0.5 * 18 / FRAME_RATE_HZ)
 
 
 def test_a_shallow_dip_that_matches_well_is_kept():
     """A dip only 0.1 deep at a lag where lips and sound match with cosine 0.5: kept on the score
-    (0.6 >= 0.52); the same dip over a curve of cosine 0.1 is not (0.2)."""
+    (0.6 >= 0.50); the same dip over a curve of cosine 0.1 is not (0.2)."""
     seg, _ = frames_segment(200)
     good = curve(0, depth=0.1, level=0.6)
     assert good.conf_near == pytest.approx(0.1) and good.score_near == pytest.approx(0.6)

@@ -78,10 +78,16 @@ def test_codes_come_from_the_landmarks_faces_measured(stage: VisualCodesStage, t
     own = copy.deepcopy(item)
     own.source_path = str(MEDIA / "videoretalking_face2.mp4")
     video.unlink()
-    stage.process([item])
+    fresh = VisualCodesStage()  # the module's stage may have built its graph in another test
+    fresh.process([item])
     assert not item.rejected and not item.rejects and len(item.segments) == 2
+    assert fresh._extractor is None and fresh._multi_extractor is None  # MediaPipe's graph never built
     assert all(t.landmarks is None for t in item.face_tracks)  # freed once used
-    VisualCodesStage(cfg=VisualConfig(reuse_face_landmarks=False)).process([own])
+    video_mode = VisualCodesStage(cfg=VisualConfig(reuse_face_landmarks=False))
+    video_mode.process([own])
+    assert video_mode._extractor is not None  # its own pass built the graph, and the same model id is recorded
+    assert item.provenance["models"]["visual"] == own.provenance["models"]["visual"]
+    assert own.provenance["models"]["visual"].startswith(video_mode._extractor.model_id + "+basis_")
     j = EXPRESSION_SLICE.start + EXPRESSION_NAMES.index("jawOpen")
     for seg, ref in zip(item.segments, own.segments, strict=True):
         assert seg.extra["visual"]["landmarks"] == "faces" and ref.extra["visual"]["landmarks"] == "visual"
