@@ -20,8 +20,10 @@ Streams:
 Loss (:func:`styletalker_loss`, per frame, in nats): ``elbo = recon + kl_weight * kl`` where ``recon`` is the
 Gaussian NLL (fixed ``recon_sigma`` in normalized units, constant dropped) of all 61 normalized codes (lips from
 the lip stream, motion from the decoder on a posterior sample) and ``kl = E_q[log q(m) - log p_prior(m)]``
-(one sample, the flow's log-prob); ``loss = elbo + sync_weight * sync`` with ``sync`` the frozen lip-sync
-model's ``1 - cos`` distance (``model/sync``) between the generated mouth codes and the mel.
+(one sample, the flow's log-prob); ``loss = elbo + (pose_weight - 1) * recon_pose + sync_weight * sync`` with
+``recon_pose`` the part of ``recon`` from the 6 head-pose columns (counted ``pose_weight`` times in what is
+optimized, not in the reported ELBO) and ``sync`` the frozen lip-sync model's ``1 - cos`` distance
+(``model/sync``) between the generated mouth codes and the mel.
 Codes and mel are standardized inside the model with the training set's per-column mean and std (buffers).
 """
 
@@ -37,7 +39,7 @@ from torch import Tensor, nn
 
 from model.styletalker.flow import LOG_2PI, ConditionalFlow
 from model.sync.model import LIP_INDEX, SyncModel, lip_features
-from shards.codes import CODE_DIM
+from shards.codes import CODE_DIM, POSE_SLICE
 from shards.spec import N_MELS
 
 MOTION_INDEX: tuple[int, ...] = tuple(i for i in range(CODE_DIM) if i not in set(LIP_INDEX))
@@ -78,6 +80,8 @@ class StyleTalkerLossConfig:
     kl_warmup_steps: int = 0  # steps over which the KL weight ramps linearly from 0 (0: no ramp)
     sync_weight: float = 0.5  # weight of the lip-sync distance of the generated mouth
     sync_window_frames: int = 40  # frames per lip-sync window (the sync model's window_frames)
+    pose_weight: float = 8.0  # times the 6 head-pose columns count in the optimized recon (1: as every other
+    # column); the reported recon and ELBO stay unweighted (docs/styletalker.md: 8 carries unseen drivers' pose)
 
 
 def conv_encoder(cin: int, hidden: int, cout: int, kernel: int) -> nn.Sequential:
@@ -296,10 +300,13 @@ def styletalker_loss(out: dict[str, Tensor], cfg: StyleTalkerLossConfig, mel: Te
     sq = (out["pred_n"] - out["target_n"]).pow(2)
     sq_d = sq.detach()
     recon = (0.5 * sq / cfg.recon_sigma ** 2).sum(dim=-1).mean()
+    fit = recon  # the reconstruction term the loss optimizes: head pose counted pose_weight times
+    if cfg.pose_weight != 1.0:
+        fit = recon + (cfg.pose_weight - 1.0) * (0.5 * sq[..., POSE_SLICE] / cfg.recon_sigma ** 2).sum(dim=-1).mean()
     kl = out["kl"].mean()
     ramp = min(1.0, step / cfg.kl_warmup_steps) if cfg.kl_warmup_steps > 0 else 1.0
-    elbo = recon + kl  # the negative ELBO per frame (what is reported)
-    loss = recon + cfg.kl_weight * ramp * kl
+    elbo = recon + kl  # the negative ELBO per frame (what is reported; unweighted)
+    loss = fit + cfg.kl_weight * ramp * kl
     sync_d = sync_distance(sync, out["pred"], mel, cfg.sync_window_frames) if sync is not None else recon.new_zeros(())
     loss = loss + cfg.sync_weight * sync_d
     lip_mse = float(sq_d[..., list(LIP_INDEX)].mean())

@@ -75,6 +75,23 @@ def test_forward_shapes_and_finite_loss():
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_pose_weight_counts_the_head_pose_columns_more_in_the_loss_only():
+    """``loss.pose_weight``: the 6 pose columns' squared error counts w times in what is optimized; the reported
+    recon and ELBO stay the unweighted likelihood, and the extra loss is exactly (w - 1) x the pose part."""
+    model = tiny()
+    g = torch.Generator().manual_seed(0)
+    mel, codes, ref = torch.randn(2, 80, N_MELS), torch.rand(2, 80, CODE_DIM), torch.rand(2, 30, CODE_DIM)
+    out = model(mel, codes, ref, g)
+    plain_cfg = StyleTalkerLossConfig(sync_weight=0.0, pose_weight=1.0)
+    heavy_cfg = StyleTalkerLossConfig(sync_weight=0.0, pose_weight=8.0)
+    plain, p = styletalker_loss(out, plain_cfg, mel, None)
+    heavy, h = styletalker_loss(out, heavy_cfg, mel, None)
+    assert h["recon"] == pytest.approx(p["recon"]) and h["elbo"] == pytest.approx(p["elbo"])
+    sq = (out["pred_n"] - out["target_n"]).pow(2)[..., POSE_SLICE]
+    pose_part = float((0.5 * sq / plain_cfg.recon_sigma ** 2).sum(-1).mean())
+    assert pose_part > 0.1 and float(heavy - plain) == pytest.approx(7.0 * pose_part, rel=1e-5)
+
+
 def test_sampling_is_seeded_and_temperature_zero_is_the_flow_path():
     model = tiny()
     randomize_flow(model.flow)
