@@ -88,7 +88,7 @@ def test_pose_weight_counts_the_head_pose_columns_more_in_the_loss_only():
     heavy, h = styletalker_loss(out, heavy_cfg, mel, None)
     assert h["recon"] == pytest.approx(p["recon"]) and h["elbo"] == pytest.approx(p["elbo"])
     sq = (out["pred_n"] - out["target_n"]).pow(2)[..., POSE_SLICE]
-    pose_part = float((0.5 * sq / plain_cfg.recon_sigma ** 2).sum(-1).mean())
+    pose_part = float((0.5 * sq.detach() / plain_cfg.recon_sigma ** 2).sum(-1).mean())
     assert pose_part > 0.1 and float(heavy - plain) == pytest.approx(7.0 * pose_part, rel=1e-5)
 
 
