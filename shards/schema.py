@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from shards.codes import CODE_DIM, EXPRESSION_SLICE, EYE_SLICE, POSE_SLICE
 from shards.spec import AUDIO_SPEC, FRAME_RATE_TEXT, MEL_SPEC, N_MELS
+from shards.sync_score import LAG_COST_PER_S
 
 SCHEMA_VERSION = 5  # v5 (#13): voice_embedding, voice_track_cos. v4 (#12): sync_conf, sync_dist, av_offset_s, av_shift_applied_s, sync_model. v3 (#7): face_boxes. v2 (#4): text_model, language_prob, text_source, sidecar_wer, chars_per_s, speaker, track_id, asd_lag_s, asd_scorer
 VOICE_DIM = 256  # GE2E voice embedding size (stages/voice.py EMBED_DIM is this)
@@ -120,7 +121,8 @@ LEDGER_REASONS: dict[str, str] = {
     "fit_rmse": "visual: the blendshape fit's error is too high",
     "too_short_for_sync": "sync: shorter than the lip-sync model's window",
     "av_offset": "sync: audio-visual offset beyond sync.max_correct_s",
-    "lip_sync_low": "sync: lip-sync score sync_conf + (1 - sync_dist) - 0.5 abs(av_offset_s) below sync.min_score (dubbed or out of sync)",
+    "lip_sync_low": f"sync: lip-sync score sync_conf + (1 - sync_dist) - {LAG_COST_PER_S:g} abs(av_offset_s) below "
+                    "sync.min_score (dubbed or out of sync)",
     "all_segments_rejected": "writer: every segment of the file was dropped (the rows above say why)",
     "error": "any stage: an unexpected exception (in errors/, never in rejects/: the file is retried)",
 }

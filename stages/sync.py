@@ -59,8 +59,8 @@ class SyncConfig:
     model_path: str | None = None  # lip-sync weights (.safetensors, or a train-sync run); None = the shipped default
     max_lag_s: float = 0.6  # seconds: audio-visual lags searched, +- (SyncNet's 15 frames at 25 fps)
     max_correct_s: float = 0.2  # seconds: offsets up to this are corrected; a confident larger one is av_offset
-    min_score: float = 0.50  # lip-sync score, sync_conf + (1 - sync_dist) - 0.5 |av_offset_s| (1 - cos units), below which a clip is
-    # lip_sync_low (docs/sync.md: calibration on held-out speakers)
+    min_score: float = 0.50  # lip-sync score (shards.sync_score: sync_conf + (1 - sync_dist) less the lag's cost; 1 - cos
+    # units) below which a clip is lip_sync_low (docs/sync.md: calibration on held-out speakers)
     min_offset_conf: float = 0.2  # confidence (all lags) a lag beyond max_correct_s needs to count as av_offset
     torch_threads: int = 1  # intra-op threads of the model (per actor)
     syncnet_path: str | None = None  # joonson's syncnet_v2.model: also report SyncNet's Sync-C / Sync-D per clip
