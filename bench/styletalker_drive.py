@@ -2,7 +2,7 @@
 
     python bench/styletalker_drive.py [--shards OUT/shards] [--ckpt RUN] [--train-steps 1500] [--holdout NAME]
         [--train-set KEY=VALUE]
-        [--driver VIDEO] [--audio FILE] [--ref VIDEO|CLIP_ID] [--fps 25] [--work DIR]
+        [--refine-steps N] [--driver VIDEO] [--audio FILE] [--ref VIDEO|CLIP_ID] [--fps 25] [--work DIR]
 
 Without ``--shards`` the shared media are curated into ``WORK/curated`` (serial executor, ~1 min); without
 ``--ckpt`` a tiny model (``configs/styletalker_tiny.yaml``) is trained ``--train-steps`` steps on them into
@@ -20,7 +20,7 @@ Without ``--shards`` the shared media are curated into ``WORK/curated`` (serial 
 Pose table: Pearson r of pitch and yaw (and roll) against the driver's re-detected pose, over the frames where both
 have a face, for: the generated codes before rendering; the rendered output after re-detection; the ceiling (the
 driver's own codes rendered onto the reference and re-detected: what the renderer + re-detection keep); the
-ablation that decodes the driver's latents with the reference's style (``StyleTalkerMotion.sample(drive_codes=, drive_style="reference")``);
+ablation that keeps the posterior mean without refining it (``refine_steps=0``); the ablation that decodes the driver's latents with the reference's style (``StyleTalkerMotion.sample(drive_codes=, drive_style="reference")``);
 the prior (no driver) as a control. ``vae_recon`` rows compare the generated pose with the driver's curated codes
 at 93.75 Hz (the VAE's reconstruction of the driver, no detection involved).
 
@@ -51,6 +51,7 @@ MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 from core.signals import pearson  # noqa: E402
 from inference.codes_io import CodeTrack, resample_codes  # noqa: E402
 from inference.render import extract_drive_codes  # noqa: E402
+from model.styletalker.model import DRIVE_REFINE_STEPS  # noqa: E402
 from shards.codes import EXPRESSION_NAMES, PITCH_COL, ROLL_COL, YAW_COL  # noqa: E402
 from shards.spec import AUDIO_SR, FRAME_RATE, FRAME_RATE_HZ, FRAME_RATE_TEXT  # noqa: E402
 
@@ -187,9 +188,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     audio, mel = load_driving_audio(str(args.audio))
     times["references_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    gen = generate_styletalker_codes(model, mel, ref.codes, args.seed, 1.0, drive.codes, model_id, drive.mel).codes
+    gen = generate_styletalker_codes(model, mel, ref.codes, args.seed, 1.0, drive.codes, model_id, drive.mel,
+                                     args.refine_steps).codes
+    t_gen = time.perf_counter() - t
+    mean_only = model.sample(mel, ref.codes, mel.shape[0], 1.0, None, drive.codes, drive.mel, refine_steps=0).numpy()
     ref_style = model.sample(mel, ref.codes, mel.shape[0], 1.0, torch.Generator().manual_seed(args.seed),
-                             drive.codes, drive_style="reference").numpy()
+                             drive.codes, drive_style="reference", refine_steps=args.refine_steps).numpy()
     prior = generate_styletalker_codes(model, mel, ref.codes, args.seed, 1.0).codes
     times["generate_s"] = time.perf_counter() - t
     n93 = min(gen.shape[0], drive.n_frames)  # 93.75-Hz frames where the driver really moves (no edge padding)
@@ -221,6 +225,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "generated codes vs driver re-detected": pose_r(on_grid(gen, n, args.fps), drv_det, drv_mask),
         "rendered output re-detected vs driver re-detected": pose_r(out_det, drv_det, drv_mask & out_mask),
         "ceiling: driver codes rendered, re-detected": pose_r(ceil_det, drv_det, drv_mask & ceil_mask),
+        "ablation: posterior mean, not refined": pose_r(on_grid(mean_only, n, args.fps), drv_det, drv_mask),
         "ablation: decoded with the reference's style": pose_r(on_grid(ref_style, n, args.fps), drv_det, drv_mask),
         "control: prior sample, no driver": pose_r(on_grid(prior, n, args.fps), drv_det, drv_mask),
     }
@@ -248,7 +253,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "driver_pose_std_rad": {k: float(drv_det[drv_mask][:, c].std()) for k, c in (("pitch", PITCH_COL),
                                                                                      ("yaw", YAW_COL))},
         "faceless_frac": {"driver": float(1 - drv_mask.mean()), "output": float(1 - out_mask.mean())},
-        "pose": pose, "mouth": mouth, "times_s": {k: round(v, 1) for k, v in times.items()},
+        "pose": pose, "mouth": mouth, "drive_generate_s": round(t_gen, 2), "times_s": {k: round(v, 1) for k, v in times.items()},
     }
     (work / "report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -265,7 +270,7 @@ def print_report(rep: dict[str, Any]) -> None:
     print("\n| jawOpen (100 ms avg, best lag +-200 ms) | r | lag (ms) |\n|---|---|---|")
     for name, r in rep["mouth"].items():
         print(f"| {name} | {r['r']:.3f} | {1000 * r['lag_s']:+.0f} |")
-    print(f"\ntimes: {rep['times_s']}")
+    print(f"\ntimes: {rep['times_s']}; drive-mode generation {rep['drive_generate_s']} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default=str(DEFAULT_REF), help="reference video or clip_id (the picture)")
     ap.add_argument("--fps", type=float, default=25.0, help="frames per second of the render and re-detection")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prior control")
+    ap.add_argument("--refine-steps", type=int, default=DRIVE_REFINE_STEPS,
+                    help="Adam steps refining the driver's latents (generate --drive-refine-steps)")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "styletalker_drive"),
                     help="work folder (curation, run, mp4s, report)")
     args = ap.parse_args(argv)

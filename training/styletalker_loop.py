@@ -121,6 +121,7 @@ def train_styletalker(cfg: StyleTalkerTrainConfig, shards_dir: str | Path, run_d
         (run_dir / "styletalker_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     seed_everything(cfg.seed)
     model = StyleTalkerMotion(cfg.model)
+    model.loss_cfg = cfg.loss  # the likelihood that drive mode's refinement uses (held-out measurement)
     model.set_stats(**clip_stats(clips, cfg.data.mirror_prob))
     model = model.to(device)
     sync = None

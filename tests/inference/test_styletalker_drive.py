@@ -4,14 +4,17 @@ A tiny StyleTalker is trained here (400 steps, ~25 s on one core) on the shared 
 fixture ``curated_serial``; the driver is a real talking video (its codes built by the generation reference's
 stages), the speech another clip's, the picture a third identity. The rendered mp4 is re-detected with MediaPipe +
 ``blendshape_fit`` (``bench/styletalker_drive.py``): head pose must follow the driver, the mouth the speech.
-The driver is one of the training clips (four clips are all the shared media give); docs/styletalker.md has the
-held-out numbers (the goal is met for one unseen driver with the largest corpus at hand, not for another).
+The driver is one of the training clips (four clips are all the shared media give; a model trained on the other
+three has never seen a head turn as wide as the driver's, docs/styletalker.md has the held-out numbers on a larger
+corpus). Its DNSMOS OVRL is within 0.01 of the curation's 3.0 threshold, kept on some CPUs and not on others, so
+``real_shards`` adds its clip, curated alone with the DNSMOS filter off, when the shared curation dropped it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from inference.video_io import read_audio
 from launchers.train_styletalker import main as train_main
 from model.styletalker.io import load_styletalker
 from model.sync.model import LIP_INDEX
+from pipeline.config import load_config
+from pipeline.run import curate
 from shards.codes import CODE_DIM
 from shards.reader import iterate_mel_code_clips
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, HOP
@@ -36,12 +41,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = MEDIA / "sadtalker_WDA_KatieHill_000.mp4"  # the most head motion of the shared clips (pose std ~0.1 rad)
 SPEECH = MEDIA / "videoretalking_face1.mp4"  # another person's speech
-REF_SOURCE = "videoretalking_face4.mp4"  # the picture: a third identity
+REF_SOURCE = "videoretalking_face2.mp4"  # the picture: a third identity (DNSMOS 3.22, threshold 3.0)
 
 
 @pytest.fixture(scope="module")
-def real_shards(curated_serial: Path) -> Path:
-    return curated_serial / "shards"
+def real_shards(curated_serial: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The curated shared media's shard parts, plus the driver's clip when that curation dropped it (see above)."""
+    shards = curated_serial / "shards"
+    if any(source == DRIVER.name for _, source, *_ in iterate_mel_code_clips(str(shards))):
+        return shards
+    out = tmp_path_factory.mktemp("st_shards")
+    for part in shards.glob("*.parquet"):
+        shutil.copy(part, out / part.name)
+    driver_only = out.parent / "driver_curated"
+    curate(str(DRIVER), str(driver_only), load_config(REPO / "configs" / "curate.yaml", ["dnsmos.min_dnsmos_ovrl=0"]),
+           executor="serial", show_progress=False)
+    for part in (driver_only / "shards").glob("*.parquet"):
+        shutil.copy(part, out / part.name)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +148,7 @@ def test_drive_mode_lips_come_from_the_audio_only(real_run, real_shards, clip_of
     speech_mel = clips[SPEECH.name][0]
     ref_codes = clips[REF_SOURCE][1]
     n = speech_mel.shape[0]
-    others = [s for s in clips if s not in (SPEECH.name, REF_SOURCE)]
-    assert len(others) >= 2, sorted(clips)
+    others = [DRIVER.name, REF_SOURCE]  # in every curation (real_shards); the picture's face may drive too
     outs = {}
     for source in others[:2]:
         dmel, dcodes = clips[source]

@@ -127,3 +127,57 @@ def test_sampling_is_seeded_and_temperature_zero_is_the_flow_path():
     drive = rng.random((40, CODE_DIM)).astype(np.float32)
     d1, d2 = run(1, drive_codes=drive), run(2, drive_codes=drive)
     torch.testing.assert_close(d1, d2, rtol=0, atol=0)  # drive mode: the posterior mean, no noise
+
+
+@pytest.mark.parametrize("prior_weight", [0.0, 1.0])
+def test_drive_refinement_explains_the_driver_and_leaves_the_weights_alone(prior_weight):
+    """``refine_latents`` moves only the latents: from the posterior mean, its objective (the driver's motion NLL,
+    minus ``prior_weight`` x the prior's log-density) falls towards the motion the decoder makes of known latents;
+    ``sample(refine_steps=0)`` is the posterior mean alone, the default refines it."""
+    model = tiny()
+    randomize_flow(model.flow)
+    rng = np.random.default_rng(3)
+    mel, ref = rng.standard_normal((60, N_MELS)).astype(np.float32), rng.random((20, CODE_DIM)).astype(np.float32)
+    drive = rng.random((60, CODE_DIM)).astype(np.float32)
+    drive_n = model.norm_codes(torch.from_numpy(drive)[None])
+    motion_n = drive_n[..., list(MOTION_INDEX)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        a = model.audio_features(model.norm_mel(torch.from_numpy(mel)[None]))
+        style = model.embed_style(model.summarize(torch.from_numpy(drive)[None]))
+        m0, _ = model.posterior(drive_n, a)
+        # a motion the decoder can make exactly (random decoders cannot fit random codes): its NLL minimum is 0
+        m_true = torch.from_numpy(rng.standard_normal(m0.shape).astype(np.float32))
+        motion_n = model.decode(m_true, style)
+
+    def nll(m):
+        with torch.no_grad():
+            return float(model.motion_nll(m, style, motion_n).mean())
+
+    def objective(m):
+        with torch.no_grad():
+            return nll(m) - prior_weight * float(model.prior_log_prob(m, a, style).mean())
+
+    m = model.refine_latents(m0, motion_n, a, style, steps=60, prior_weight=prior_weight)
+    assert m.shape == m0.shape and not m.requires_grad
+    if prior_weight == 0:  # the decoder's own motion comes back
+        assert nll(m) < 0.02 * nll(m0), (nll(m0), nll(m))
+    else:  # the randomized prior dominates the objective (17 nats/frame at the mean): the sum falls, not the NLL
+        assert 0 < objective(m) < 0.5 * objective(m0), (objective(m0), objective(m))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+    # through sample(): 0 steps decodes the posterior mean; the default refines it and explains the driver better
+    mean_only = model.sample(mel, ref, 60, drive_codes=drive, drive_mel=mel, refine_steps=0)
+    refined = model.sample(mel, ref, 60, drive_codes=drive, drive_mel=mel)
+    with torch.no_grad():
+        expected = model.denorm_codes(model.assemble(model.lip(model.norm_mel(torch.from_numpy(mel)[None])),
+                                                     model.decode(m0, style)))[0]
+    torch.testing.assert_close(mean_only, expected, atol=1e-5, rtol=1e-5)
+    motion = list(MOTION_INDEX)
+    weight = torch.tensor([model.loss_cfg.pose_weight if POSE_SLICE.start <= c < POSE_SLICE.stop else 1.0
+                           for c in motion])  # the likelihood's weights (head pose counted pose_weight times)
+    err = {k: float(((v[:, motion] - torch.from_numpy(drive)[:, motion]) / model.code_std[motion]).pow(2).mul(weight)
+                    .mean()) for k, v in (("mean", mean_only), ("refined", refined))}
+    assert err["refined"] < 0.95 * err["mean"], err  # random codes: a random 6-latent decoder fits them little
+    torch.testing.assert_close(refined[:, list(LIP_INDEX)], mean_only[:, list(LIP_INDEX)])  # lips: the audio's
