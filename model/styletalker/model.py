@@ -15,7 +15,9 @@ Streams:
 * motion VAE: posterior ``q(m_t | codes, audio)`` = bidirectional GRU over ``[motion codes, a]`` -> mean and
   log-variance per frame; decoder ``p(motion codes_t | m_t, style)`` = per-frame MLP; prior
   ``p(m_t | m_<t, audio, style)`` = a GRU over ``[m_{t-1}, a_t, style]`` whose state conditions an affine
-  coupling flow (``model/styletalker/flow.py``) on a standard normal base.
+  coupling flow (``model/styletalker/flow.py``) on a standard normal base;
+* drive mode: the posterior mean on the driver ``(1, T, D)``, refined by Adam steps on the latents alone until their
+  decoding explains the driver's motion (:meth:`StyleTalkerMotion.refine_latents`).
 
 Loss (:func:`styletalker_loss`, per frame, in nats): ``elbo = recon + kl_weight * kl`` where ``recon`` is the
 Gaussian NLL (fixed ``recon_sigma`` in normalized units, constant dropped) of all 61 normalized codes (lips from
@@ -136,7 +138,8 @@ class StyleTalkerMotion(nn.Module):
                                      nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.motion_dim))
         self.prior_gru = nn.GRU(cfg.latent_dim + cfg.audio_dim + cfg.style_dim, cfg.hidden, batch_first=True)
         self.flow = ConditionalFlow(cfg.latent_dim, cfg.hidden, cfg.flow_hidden, cfg.flow_layers, cfg.flow_s_max)
-        # the likelihood the model was trained with (recon_sigma, pose_weight): the loader sets the run's
+        # the likelihood the model was trained with (recon_sigma, pose_weight), which drive mode's refinement uses;
+        # load_styletalker sets the run's own
         self.loss_cfg = StyleTalkerLossConfig()
 
     # ------------------------------------------------------------------ normalization
@@ -263,8 +266,9 @@ class StyleTalkerMotion(nn.Module):
         ``mel``. Audio-driven: motion latents from the prior (base noise times ``temperature``; 0 = the flow's
         deterministic path), decoded with the reference's style. Motion-controllable (``drive_codes (N'', 61)``,
         with the driver's own ``drive_mel (N'', 100)`` when known; both cut or edge-padded to ``N``): the posterior
-        mean on the driver refined ``refine_steps`` steps (:meth:`refine_latents`; 0: the mean alone), decoded with the driver's style (``drive_style="driver"``, what training does: a clip is only ever
-        encoded and decoded with its own style) or, as an ablation, the reference's (``"reference"``; the latents
+        mean on the driver refined ``refine_steps`` steps (:meth:`refine_latents`; 0: the mean alone), decoded with
+        the driver's style (``drive_style="driver"``, what training does: a clip is only ever encoded and decoded
+        with its own style) or, as an ablation, the reference's (``"reference"``; the latents
         are then fitted with the driver's style and decoded with the reference's).
         """
         if drive_style not in ("driver", "reference"):

@@ -7,14 +7,13 @@ stages), the speech another clip's, the picture a third identity. The rendered m
 The driver is one of the training clips (four clips are all the shared media give; a model trained on the other
 three has never seen a head turn as wide as the driver's, docs/styletalker.md has the held-out numbers on a larger
 corpus). Its DNSMOS OVRL is within 0.01 of the curation's 3.0 threshold, kept on some CPUs and not on others, so
-``real_shards`` adds its clip, curated alone with the DNSMOS filter off, when the shared curation dropped it.
+the ``training_shards`` fixture adds it, curated again with the DNSMOS filter off, when the shared curation dropped it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,6 @@ from inference.video_io import read_audio
 from launchers.train_styletalker import main as train_main
 from model.styletalker.io import load_styletalker
 from model.sync.model import LIP_INDEX
-from pipeline.config import load_config
-from pipeline.run import curate
 from shards.codes import CODE_DIM
 from shards.reader import iterate_mel_code_clips
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, HOP
@@ -45,20 +42,9 @@ REF_SOURCE = "videoretalking_face2.mp4"  # the picture: a third identity (DNSMOS
 
 
 @pytest.fixture(scope="module")
-def real_shards(curated_serial: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The curated shared media's shard parts, plus the driver's clip when that curation dropped it (see above)."""
-    shards = curated_serial / "shards"
-    if any(source == DRIVER.name for _, source, *_ in iterate_mel_code_clips(str(shards))):
-        return shards
-    out = tmp_path_factory.mktemp("st_shards")
-    for part in shards.glob("*.parquet"):
-        shutil.copy(part, out / part.name)
-    driver_only = out.parent / "driver_curated"
-    curate(str(DRIVER), str(driver_only), load_config(REPO / "configs" / "curate.yaml", ["dnsmos.min_dnsmos_ovrl=0"]),
-           executor="serial", show_progress=False)
-    for part in (driver_only / "shards").glob("*.parquet"):
-        shutil.copy(part, out / part.name)
-    return out
+def real_shards(training_shards: Path) -> Path:
+    """The curated shared media, the driver's clip included on every CPU (see above)."""
+    return training_shards
 
 
 @pytest.fixture(scope="module")

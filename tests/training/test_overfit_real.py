@@ -56,8 +56,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def shards(curated_serial: Path) -> Path:
-    return curated_serial / "shards"
+def shards(training_shards: Path) -> Path:
+    """The curated shared media, the same clips on every CPU (``training_shards`` in tests/conftest.py)."""
+    return training_shards
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +105,9 @@ def test_loss_falls_by_70_percent_on_three_real_clips(run: Path, shards: Path, m
 def split_clip(shards: Path, clip_id: str) -> tuple[Reference, str, np.ndarray]:
     """(reference = the clip's first words and frames, target text = the other words, target mel (n, 100))."""
     full = load_reference_from_shards(str(shards), clip_id)
-    (path,) = sorted(shards.glob("part-*.parquet"))[:1]
-    table = pq.read_table(path, columns=["clip_id", "words", "start_s"])
-    row = next(r for r in table.to_pylist() if r["clip_id"] == clip_id)
+    rows = [r for path in sorted(shards.glob("part-*.parquet"))
+            for r in pq.read_table(path, columns=["clip_id", "words", "start_s"]).to_pylist()]
+    row = next(r for r in rows if r["clip_id"] == clip_id)
     words = row["words"]
     assert len(words) >= 4, f"{clip_id}: too few words to split"
     ends = np.array([w["end_s"] - row["start_s"] for w in words])
