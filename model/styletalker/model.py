@@ -45,6 +45,8 @@ from shards.codes import CODE_DIM, POSE_SLICE
 from shards.spec import N_MELS
 
 MOTION_INDEX: tuple[int, ...] = tuple(i for i in range(CODE_DIM) if i not in set(LIP_INDEX))
+# positions of the head-pose columns inside the motion columns (what motion_nll weights pose_weight times)
+MOTION_POSE_INDEX: tuple[int, ...] = tuple(i for i, c in enumerate(MOTION_INDEX) if POSE_SLICE.start <= c < POSE_SLICE.stop)
 STD_FLOOR = 1e-3  # floor of the per-column std used to standardize codes and mel
 # Prior temperature of audio-driven sampling (base noise scale). 1.0 jitters: on 8 held-out clips a 1500-step
 # tiny model's head-speed gap was 144 deg/s at 1.0, 52 at 0.7, 33 at 0.5, 33 at 0.3, with pose FD 347, 274,
@@ -203,8 +205,7 @@ class StyleTalkerMotion(nn.Module):
         sq = 0.5 * (self.decode(m, style) - motion_n).pow(2) / self.loss_cfg.recon_sigma ** 2
         nll = sq.sum(dim=-1)
         if self.loss_cfg.pose_weight != 1.0:
-            pose = [i for i, c in enumerate(MOTION_INDEX) if POSE_SLICE.start <= c < POSE_SLICE.stop]
-            nll = nll + (self.loss_cfg.pose_weight - 1.0) * sq[..., pose].sum(dim=-1)
+            nll = nll + (self.loss_cfg.pose_weight - 1.0) * sq[..., list(MOTION_POSE_INDEX)].sum(dim=-1)
         return nll
 
     def refine_latents(self, m0: Tensor, motion_n: Tensor, a: Tensor, style: Tensor, steps: int,
