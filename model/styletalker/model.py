@@ -45,8 +45,9 @@ from shards.codes import CODE_DIM, POSE_SLICE
 from shards.spec import N_MELS
 
 MOTION_INDEX: tuple[int, ...] = tuple(i for i in range(CODE_DIM) if i not in set(LIP_INDEX))
+CODE_POSE_INDEX: tuple[int, ...] = tuple(range(POSE_SLICE.start, POSE_SLICE.stop))  # head pose among all 61 columns
 # positions of the head-pose columns inside the motion columns (what motion_nll weights pose_weight times)
-MOTION_POSE_INDEX: tuple[int, ...] = tuple(i for i, c in enumerate(MOTION_INDEX) if POSE_SLICE.start <= c < POSE_SLICE.stop)
+MOTION_POSE_INDEX: tuple[int, ...] = tuple(i for i, c in enumerate(MOTION_INDEX) if c in CODE_POSE_INDEX)
 STD_FLOOR = 1e-3  # floor of the per-column std used to standardize codes and mel
 # Prior temperature of audio-driven sampling (base noise scale). 1.0 jitters: on 8 held-out clips a 1500-step
 # tiny model's head-speed gap was 144 deg/s at 1.0, 52 at 0.7, 33 at 0.5, 33 at 0.3, with pose FD 347, 274,
@@ -202,11 +203,7 @@ class StyleTalkerMotion(nn.Module):
     def motion_nll(self, m: Tensor, style: Tensor, motion_n: Tensor) -> Tensor:
         """``(B, T)`` Gaussian NLL (nats, constant dropped) of standardized motion codes ``(B, T, M)`` given latents,
         weighted as training weights it (``loss_cfg``: ``recon_sigma``, head pose counted ``pose_weight`` times)."""
-        sq = 0.5 * (self.decode(m, style) - motion_n).pow(2) / self.loss_cfg.recon_sigma ** 2
-        nll = sq.sum(dim=-1)
-        if self.loss_cfg.pose_weight != 1.0:
-            nll = nll + (self.loss_cfg.pose_weight - 1.0) * sq[..., list(MOTION_POSE_INDEX)].sum(dim=-1)
-        return nll
+        return gaussian_nll(self.decode(m, style) - motion_n, self.loss_cfg, MOTION_POSE_INDEX)[1]
 
     def refine_latents(self, m0: Tensor, motion_n: Tensor, a: Tensor, style: Tensor, steps: int,
                        lr: float = DRIVE_REFINE_LR, prior_weight: float = DRIVE_PRIOR_WEIGHT) -> Tensor:
@@ -346,15 +343,25 @@ def sync_distance(sync: SyncModel, codes: Tensor, mel: Tensor, window: int) -> T
     return sync.distance(mels, lips).mean()
 
 
+def gaussian_nll(diff: Tensor, cfg: StyleTalkerLossConfig, pose_index: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """``(nll, weighted)``, each ``(B, T)`` nats per frame (constant dropped), of residuals ``diff`` ``(B, T, C)`` in
+    standardized units under ``N(0, recon_sigma^2)``: ``weighted`` counts the columns ``pose_index`` (head pose)
+    ``pose_weight`` times, ``nll`` counts every column once."""
+    sq = 0.5 * diff.pow(2) / cfg.recon_sigma ** 2
+    nll = sq.sum(dim=-1)
+    if cfg.pose_weight == 1.0:
+        return nll, nll
+    return nll, nll + (cfg.pose_weight - 1.0) * sq[..., list(pose_index)].sum(dim=-1)
+
+
 def styletalker_loss(out: dict[str, Tensor], cfg: StyleTalkerLossConfig, mel: Tensor, sync: SyncModel | None,
                      step: int = 0) -> tuple[Tensor, dict[str, float]]:
     """``(loss, parts)`` from :meth:`StyleTalkerMotion.forward`'s output; parts are per-frame means in nats."""
-    sq = (out["pred_n"] - out["target_n"]).pow(2)
-    sq_d = sq.detach()
-    recon = (0.5 * sq / cfg.recon_sigma ** 2).sum(dim=-1).mean()
-    fit = recon  # the reconstruction term the loss optimizes: head pose counted pose_weight times
-    if cfg.pose_weight != 1.0:
-        fit = recon + (cfg.pose_weight - 1.0) * (0.5 * sq[..., POSE_SLICE] / cfg.recon_sigma ** 2).sum(dim=-1).mean()
+    diff = out["pred_n"] - out["target_n"]
+    sq_d = diff.detach().pow(2)
+    nll, weighted = gaussian_nll(diff, cfg, CODE_POSE_INDEX)
+    recon = nll.mean()
+    fit = weighted.mean()  # the reconstruction term the loss optimizes: head pose counted pose_weight times
     kl = out["kl"].mean()
     ramp = min(1.0, step / cfg.kl_warmup_steps) if cfg.kl_warmup_steps > 0 else 1.0
     elbo = recon + kl  # the negative ELBO per frame (what is reported; unweighted)

@@ -45,7 +45,15 @@ MAX_STEPS = 500  # optimizer steps
 # The tiny config, widened to 128 (0.56 M -> ~2 M parameters) so it can memorize ~1,500 real frames
 # in a few hundred CPU steps, with the mel normalized per bin like the codes (measured: 500 steps of
 # this reach a 72 % fall; the 64-wide model plateaus near 52-55 % at 300 steps).
-OVERRIDES = ['model.overrides=["dit.dim=128","dit.heads=4","dit.ffn_dim=256","dit.text_dim=64"]',
+# Memorization is conditional generation, so the run trains no unconditional branch: the CFG dropouts and the
+# audio-driven fraction are 0 and the generation samples without guidance (text_scale 0). With the defaults
+# (each condition dropped 20 % of the time, text CFG 2.0) 500 steps leave the unconditional branch barely
+# trained and the guidance extrapolates from it: on 2 AMD EPYC cores the generated L1 was 0.90-1.01 against the
+# per-bin mean's 0.85 (0.79-0.94 without guidance), passing or failing with the CPU; without the dropouts it is
+# 0.42-0.50 (two training seeds, three sampler seeds), and the mel loss falls 0.54 -> 0.38.
+OVERRIDES = ['model.overrides=["dit.dim=128","dit.heads=4","dit.ffn_dim=256","dit.text_dim=64",'
+             '"flow.drop_text_prob=0.0","flow.drop_audio_prob=0.0","flow.drop_visual_prob=0.0",'
+             '"flow.audio_driven_prob=0.0"]',
              "features.normalize_mel=true", "optim.lr=0.003"]
 THREADS = 2  # torch intra-op threads for the training run (nothing else runs beside a test)
 LOSS_DROP = 0.70  # required fall of the loss: mean of the last 10 steps <= 30 % of the first 10
@@ -127,7 +135,7 @@ def test_generation_of_a_training_clip_is_closer_to_it_than_noise(run: Path, sha
     clip_id = index.clip_ids[int(np.argmin(index.n_frames))]
     ref, target_text, target_mel = split_clip(shards, clip_id)
     model, model_cfg, vocab, scaler = load_checkpoint_for_generation(str(run))
-    cfg = GenerateConfig(sampler=replace(model_cfg.sampler, steps=16, seed=0))
+    cfg = GenerateConfig(sampler=replace(model_cfg.sampler, steps=16, seed=0, text_scale=0.0))  # no CFG (OVERRIDES)
     result = generate(model, vocab, scaler, ref, target_text, cfg)
 
     ref_ids, target_ids = vocab.encode(ref.text_model), vocab.encode(result.text_model)
