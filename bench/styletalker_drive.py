@@ -2,7 +2,7 @@
 
     python bench/styletalker_drive.py [--shards OUT/shards] [--ckpt RUN] [--train-steps 1500] [--holdout NAME]
         [--train-set KEY=VALUE]
-        [--refine-steps N] [--driver VIDEO] [--audio FILE] [--ref VIDEO|CLIP_ID] [--fps 25] [--work DIR]
+        [--refine-steps N] [--drive-pose-weight W] [--driver VIDEO] [--audio FILE] [--ref VIDEO|CLIP_ID] [--fps 25] [--work DIR]
 
 Without ``--shards`` the shared media are curated into ``WORK/curated`` (serial executor, ~1 min); without
 ``--ckpt`` a tiny model (``configs/styletalker_tiny.yaml``) is trained ``--train-steps`` steps on them into
@@ -20,7 +20,9 @@ Without ``--shards`` the shared media are curated into ``WORK/curated`` (serial 
 Pose table: Pearson r of pitch and yaw (and roll) against the driver's re-detected pose, over the frames where both
 have a face, for: the generated codes before rendering; the rendered output after re-detection; the ceiling (the
 driver's own codes rendered onto the reference and re-detected: what the renderer + re-detection keep); the
-ablation that keeps the posterior mean without refining it (``refine_steps=0``); the ablation that decodes the driver's latents with the reference's style (``StyleTalkerMotion.sample(drive_codes=, drive_style="reference")``);
+ablation that keeps the posterior mean without refining it (``refine_steps=0``); the ablation that refines under
+the run's own likelihood (head pose weighted as the run trained, ``loss.pose_weight``, instead of
+``--drive-pose-weight``); the ablation that decodes the driver's latents with the reference's style (``StyleTalkerMotion.sample(drive_codes=, drive_style="reference")``);
 the prior (no driver) as a control. ``vae_recon`` rows compare the generated pose with the driver's curated codes
 at 93.75 Hz (the VAE's reconstruction of the driver, no detection involved).
 
@@ -51,7 +53,7 @@ MEDIA = (REPO / ".." / "shared" / "data" / "media").resolve()
 from core.signals import pearson  # noqa: E402
 from inference.codes_io import CodeTrack, resample_codes  # noqa: E402
 from inference.render import extract_drive_codes  # noqa: E402
-from model.styletalker.model import DRIVE_REFINE_STEPS  # noqa: E402
+from model.styletalker.model import DRIVE_POSE_WEIGHT, DRIVE_REFINE_STEPS, MOTION_INDEX, MOTION_POSE_INDEX  # noqa: E402
 from shards.codes import EXPRESSION_NAMES, PITCH_COL, ROLL_COL, YAW_COL  # noqa: E402
 from shards.spec import AUDIO_SR, FRAME_RATE, FRAME_RATE_HZ, FRAME_RATE_TEXT  # noqa: E402
 
@@ -110,6 +112,15 @@ def detect_codes(video: str | Path, start_s: float, n_frames: int, fps: float,
     """
     codes, track = extract_drive_codes(video, fps, n_frames / fps, extractor, start_s=start_s)
     return codes, track.face_mask.copy()
+
+
+def motion_mse(codes: np.ndarray, target: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """Mean squared error, in units of the training set's per-column std, of the 34 motion columns of ``codes``
+    against ``target`` (both ``(N, 61)`` at 93.75 Hz): the 6 head-pose columns and the other 28 (brows, blinks,
+    eyes, cheeks, nose)."""
+    z = ((codes[:, list(MOTION_INDEX)] - target[:, list(MOTION_INDEX)]) / std[list(MOTION_INDEX)]) ** 2
+    other = [i for i in range(len(MOTION_INDEX)) if i not in MOTION_POSE_INDEX]
+    return {"pose": float(z[:, list(MOTION_POSE_INDEX)].mean()), "other": float(z[:, other].mean())}
 
 
 def pose_r(codes: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -189,11 +200,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     times["references_s"] = time.perf_counter() - t
     t = time.perf_counter()
     gen = generate_styletalker_codes(model, mel, ref.codes, args.seed, 1.0, drive.codes, model_id, drive.mel,
-                                     args.refine_steps).codes
+                                     args.refine_steps, args.drive_pose_weight).codes
     t_gen = time.perf_counter() - t
     mean_only = model.sample(mel, ref.codes, mel.shape[0], 1.0, None, drive.codes, drive.mel, refine_steps=0).numpy()
+    run_weight = model.sample(mel, ref.codes, mel.shape[0], 1.0, None, drive.codes, drive.mel,
+                              refine_steps=args.refine_steps, drive_pose_weight=None).numpy()
     ref_style = model.sample(mel, ref.codes, mel.shape[0], 1.0, torch.Generator().manual_seed(args.seed),
-                             drive.codes, drive_style="reference", refine_steps=args.refine_steps).numpy()
+                             drive.codes, drive_style="reference", refine_steps=args.refine_steps,
+                             drive_pose_weight=args.drive_pose_weight).numpy()
     prior = generate_styletalker_codes(model, mel, ref.codes, args.seed, 1.0).codes
     times["generate_s"] = time.perf_counter() - t
     n93 = min(gen.shape[0], drive.n_frames)  # 93.75-Hz frames where the driver really moves (no edge padding)
@@ -226,9 +240,15 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "rendered output re-detected vs driver re-detected": pose_r(out_det, drv_det, drv_mask & out_mask),
         "ceiling: driver codes rendered, re-detected": pose_r(ceil_det, drv_det, drv_mask & ceil_mask),
         "ablation: posterior mean, not refined": pose_r(on_grid(mean_only, n, args.fps), drv_det, drv_mask),
+        f"ablation: refined with the run's pose weight ({model.loss_cfg.pose_weight:g})":
+            pose_r(on_grid(run_weight, n, args.fps), drv_det, drv_mask),
         "ablation: decoded with the reference's style": pose_r(on_grid(ref_style, n, args.fps), drv_det, drv_mask),
         "control: prior sample, no driver": pose_r(on_grid(prior, n, args.fps), drv_det, drv_mask),
     }
+    std = model.code_std.cpu().numpy()
+    mse = {name: motion_mse(c[:n93], drive.codes[:n93], std) for name, c in (
+        ("refined (the output)", gen), ("posterior mean, not refined", mean_only),
+        ("refined with the run's pose weight", run_weight))}
     env = speech_envelope(audio, np.arange(n) / args.fps)
     gen_jaw = on_grid(gen, n, args.fps)[:, K_JAW]
     mouth: dict[str, dict[str, float]] = {
@@ -253,7 +273,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "driver_pose_std_rad": {k: float(drv_det[drv_mask][:, c].std()) for k, c in (("pitch", PITCH_COL),
                                                                                      ("yaw", YAW_COL))},
         "faceless_frac": {"driver": float(1 - drv_mask.mean()), "output": float(1 - out_mask.mean())},
-        "pose": pose, "mouth": mouth, "drive_generate_s": round(t_gen, 2), "times_s": {k: round(v, 1) for k, v in times.items()},
+        "pose": pose, "motion_mse": mse, "mouth": mouth, "drive_pose_weight": args.drive_pose_weight, "drive_generate_s": round(t_gen, 2), "times_s": {k: round(v, 1) for k, v in times.items()},
     }
     (work / "report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -263,10 +283,14 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"\nmodel {rep['model']}; driver {Path(rep['driver']).name} (from {rep['driver_start_s']} s), "
           f"audio {Path(rep['audio']).name}, ref {Path(rep['ref']).name}; {rep['frames']} frames at {rep['fps']} fps "
           f"({rep['seconds']} s); driver pose std (rad) pitch {rep['driver_pose_std_rad']['pitch']:.3f} "
-          f"yaw {rep['driver_pose_std_rad']['yaw']:.3f}; faceless {rep['faceless_frac']}")
+          f"yaw {rep['driver_pose_std_rad']['yaw']:.3f}; faceless {rep['faceless_frac']}; "
+          f"drive pose weight {rep['drive_pose_weight']:g}")
     print("\n| head pose r | pitch | yaw | roll | frames |\n|---|---|---|---|---|")
     for name, r in rep["pose"].items():
         print(f"| {name} | {r['pitch']:.3f} | {r['yaw']:.3f} | {r['roll']:.3f} | {r['n']} |")
+    print("\n| motion MSE vs the driver's codes (std units, 93.75 Hz) | head pose | other 28 |\n|---|---|---|")
+    for name, r in rep["motion_mse"].items():
+        print(f"| {name} | {r['pose']:.3f} | {r['other']:.3f} |")
     print("\n| jawOpen (100 ms avg, best lag +-200 ms) | r | lag (ms) |\n|---|---|---|")
     for name, r in rep["mouth"].items():
         print(f"| {name} | {r['r']:.3f} | {1000 * r['lag_s']:+.0f} |")
@@ -288,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the prior control")
     ap.add_argument("--refine-steps", type=int, default=DRIVE_REFINE_STEPS,
                     help="Adam steps refining the driver's latents (generate --drive-refine-steps)")
+    ap.add_argument("--drive-pose-weight", type=float, default=DRIVE_POSE_WEIGHT,
+                    help="times head pose counts in the refinement (generate --drive-pose-weight)")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "styletalker_drive"),
                     help="work folder (curation, run, mp4s, report)")
     args = ap.parse_args(argv)

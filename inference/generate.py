@@ -53,7 +53,7 @@ from model.dit.backbone import OmniTalkerDiT
 from model.dit.config import ModelConfig, SamplerConfig
 from model.dit.sampler import sample
 from model.normalizer import FeatureNormalizer
-from model.styletalker.model import DEFAULT_TEMPERATURE, DRIVE_REFINE_STEPS
+from model.styletalker.model import DEFAULT_TEMPERATURE, DRIVE_POSE_WEIGHT, DRIVE_REFINE_STEPS
 from model.vocoder import VOCODER_KINDS, Vocoder, VocoderConfig, load_vocoder
 from shards.spec import AUDIO_SR, FRAME_RATE_HZ, FRAME_RATE_TEXT
 from stages.text_norm import contains_han, normalize_for_model
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--drive-refine-steps", type=int, default=DRIVE_REFINE_STEPS, help="styletalker --drive: Adam "
                     "steps that refine the driver's latents until their decoding explains its motion (0 = the "
                     "posterior mean alone; docs/styletalker.md)")
+    ap.add_argument("--drive-pose-weight", type=float, default=DRIVE_POSE_WEIGHT, help="styletalker --drive: times "
+                    "the driver's 6 head-pose columns count in the refinement's likelihood, whatever the run trained "
+                    "with (1: like every other motion column)")
     ap.add_argument("--duration", type=float, default=None, help="seconds to generate (default: text-length rule)")
     ap.add_argument("--language", default=None, help="ISO 639-1 of --text (default: the reference's)")
     ap.add_argument("--max-ref-s", type=float, default=ReferenceConfig.max_ref_s, help="seconds: video reference cap")
@@ -314,7 +317,8 @@ def main_styletalker(args: argparse.Namespace) -> int:
     driving_audio, driving_mel = load_driving_audio(args.audio)
     out = generate_styletalker_codes(model, driving_mel, ref.codes, args.seed, args.temperature,
                                      drive.codes if drive is not None else None, model_id,
-                                     drive.mel if drive is not None else None, args.drive_refine_steps)
+                                     drive.mel if drive is not None else None, args.drive_refine_steps,
+                                     args.drive_pose_weight)
     result = GenerationResult(mel=driving_mel, codes=out.codes, full_mel=driving_mel, full_codes=out.codes, n_ref=0,
                               text=args.text, text_model="", text_ids=[], seconds=out.seconds)
     name = sanitize_name(args.name or f"{ref.name}_gen")
@@ -324,7 +328,8 @@ def main_styletalker(args: argparse.Namespace) -> int:
     info.update(wav=str(wav), n_samples=int(len(driving_audio)), mode="audio-driven", model="styletalker",
                 styletalker={"ckpt": model_id, "motion": out.mode, "seed": args.seed, "temperature": args.temperature,
                              "drive": drive.summary() if drive is not None else None,
-                             "drive_refine_steps": args.drive_refine_steps if drive is not None else None})
+                             "drive_refine_steps": args.drive_refine_steps if drive is not None else None,
+                             "drive_pose_weight": args.drive_pose_weight if drive is not None else None})
     if args.render:
         info["render"] = render_output(args, result.codes, info.get("wav"), name)
     info.update(reference=ref.summary(), seconds={"reference": round(ref_s, 3), "sample": round(out.seconds, 3)})

@@ -65,6 +65,11 @@ SUMMARY_DIM = 2 * CODE_DIM  # a reference summary: per-column mean then std of t
 DRIVE_REFINE_STEPS = 100
 DRIVE_REFINE_LR = 0.1
 DRIVE_PRIOR_WEIGHT = 0.0
+# Times the driver's 6 head-pose columns count in the refinement's likelihood, whatever the run trained with
+# (``loss.pose_weight``): the goal of drive mode is the driver's head pose. On face4 (unseen, yaw std 2.5 deg), a
+# model trained with pose weight 1 carried the rendered yaw at r 0.49 when refined under its own likelihood and at
+# 0.84 with 8 (docs/styletalker.md, "Pose weight at drive time").
+DRIVE_POSE_WEIGHT = 8.0
 
 
 @dataclass
@@ -200,23 +205,26 @@ class StyleTalkerMotion(nn.Module):
         h = self.prior_gru(self.prior_inputs(m_prev, a, style))[0]
         return self.flow.log_prob(m, h)
 
-    def motion_nll(self, m: Tensor, style: Tensor, motion_n: Tensor) -> Tensor:
+    def motion_nll(self, m: Tensor, style: Tensor, motion_n: Tensor, pose_weight: float | None = None) -> Tensor:
         """``(B, T)`` Gaussian NLL (nats, constant dropped) of standardized motion codes ``(B, T, M)`` given latents,
-        weighted as training weights it (``loss_cfg``: ``recon_sigma``, head pose counted ``pose_weight`` times)."""
-        return gaussian_nll(self.decode(m, style) - motion_n, self.loss_cfg, MOTION_POSE_INDEX)[1]
+        with the run's ``recon_sigma`` (``loss_cfg``) and head pose counted ``pose_weight`` times (None: as the run
+        trained, ``loss_cfg.pose_weight``)."""
+        w = self.loss_cfg.pose_weight if pose_weight is None else pose_weight
+        return gaussian_nll(self.decode(m, style) - motion_n, self.loss_cfg.recon_sigma, w, MOTION_POSE_INDEX)[1]
 
     def refine_latents(self, m0: Tensor, motion_n: Tensor, a: Tensor, style: Tensor, steps: int,
-                       lr: float = DRIVE_REFINE_LR, prior_weight: float = DRIVE_PRIOR_WEIGHT) -> Tensor:
+                       lr: float = DRIVE_REFINE_LR, prior_weight: float = DRIVE_PRIOR_WEIGHT,
+                       pose_weight: float | None = DRIVE_POSE_WEIGHT) -> Tensor:
         """Latents ``(B, T, D)`` that explain observed motion ``(B, T, M)`` (standardized): ``steps`` Adam steps from
-        ``m0`` (the posterior mean) on ``motion_nll(m) - prior_weight * log p_prior(m | audio, style)`` per frame
-        (``prior_weight`` 1: the MAP). The amortized posterior of a small model trained on minutes of video
+        ``m0`` (the posterior mean) on ``motion_nll(m, pose_weight) - prior_weight * log p_prior(m | audio, style)``
+        per frame (``prior_weight`` 1 and ``pose_weight`` None, the run's own: the MAP). The amortized posterior of a small model trained on minutes of video
         reconstructs an unseen face's motion loosely; the decoder and prior stay fixed, only the latents move
         (semi-amortized inference). Weights get no gradient."""
         m = m0.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([m], lr=lr)
         with torch.enable_grad():
             for _ in range(int(steps)):
-                loss = self.motion_nll(m, style, motion_n).mean()
+                loss = self.motion_nll(m, style, motion_n, pose_weight).mean()
                 if prior_weight:
                     loss = loss - prior_weight * self.prior_log_prob(m, a, style).mean()
                 (m.grad,) = torch.autograd.grad(loss, [m])
@@ -257,14 +265,16 @@ class StyleTalkerMotion(nn.Module):
     @torch.no_grad()
     def sample(self, mel: Any, ref: Any, n_frames: int | None = None, temperature: float = DEFAULT_TEMPERATURE,
                generator: torch.Generator | None = None, drive_codes: Any = None, drive_mel: Any = None,
-               drive_style: str = "driver", refine_steps: int = DRIVE_REFINE_STEPS) -> Tensor:
+               drive_style: str = "driver", refine_steps: int = DRIVE_REFINE_STEPS,
+               drive_pose_weight: float | None = DRIVE_POSE_WEIGHT) -> Tensor:
         """Raw codes ``(N, 61)`` for ``mel (N', 100)`` (cut or edge-padded to ``n_frames``, default ``N'``).
 
         ``ref``: reference codes ``(R, 61)`` or a summary ``(122,)`` (:meth:`summarize`). Lips always come from
         ``mel``. Audio-driven: motion latents from the prior (base noise times ``temperature``; 0 = the flow's
         deterministic path), decoded with the reference's style. Motion-controllable (``drive_codes (N'', 61)``,
         with the driver's own ``drive_mel (N'', 100)`` when known; both cut or edge-padded to ``N``): the posterior
-        mean on the driver refined ``refine_steps`` steps (:meth:`refine_latents`; 0: the mean alone), decoded with
+        mean on the driver refined ``refine_steps`` steps (:meth:`refine_latents`, head pose counted
+        ``drive_pose_weight`` times; 0 steps: the mean alone), decoded with
         the driver's style (``drive_style="driver"``, what training does: a clip is only ever encoded and decoded
         with its own style) or, as an ablation, the reference's (``"reference"``; the latents
         are then fitted with the driver's style and decoded with the reference's).
@@ -299,7 +309,8 @@ class StyleTalkerMotion(nn.Module):
             if drive_codes is None:
                 m = self.sample_prior(a, style, temperature, generator)
             elif refine_steps > 0:
-                m = self.refine_latents(m, drive_n[..., self.motion_index], a_drive, drive_style_t, refine_steps)
+                m = self.refine_latents(m, drive_n[..., self.motion_index], a_drive, drive_style_t, refine_steps,
+                                        pose_weight=drive_pose_weight)
         finally:
             torch.set_num_threads(threads)
         out = self.denorm_codes(self.assemble(self.lip(mel_n), self.decode(m, style)))[0]
@@ -343,15 +354,15 @@ def sync_distance(sync: SyncModel, codes: Tensor, mel: Tensor, window: int) -> T
     return sync.distance(mels, lips).mean()
 
 
-def gaussian_nll(diff: Tensor, cfg: StyleTalkerLossConfig, pose_index: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+def gaussian_nll(diff: Tensor, sigma: float, pose_weight: float, pose_index: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """``(nll, weighted)``, each ``(B, T)`` nats per frame (constant dropped), of residuals ``diff`` ``(B, T, C)`` in
-    standardized units under ``N(0, recon_sigma^2)``: ``weighted`` counts the columns ``pose_index`` (head pose)
+    standardized units under ``N(0, sigma^2)``: ``weighted`` counts the columns ``pose_index`` (head pose)
     ``pose_weight`` times, ``nll`` counts every column once."""
-    sq = 0.5 * diff.pow(2) / cfg.recon_sigma ** 2
+    sq = 0.5 * diff.pow(2) / sigma ** 2
     nll = sq.sum(dim=-1)
-    if cfg.pose_weight == 1.0:
+    if pose_weight == 1.0:
         return nll, nll
-    return nll, nll + (cfg.pose_weight - 1.0) * sq[..., list(pose_index)].sum(dim=-1)
+    return nll, nll + (pose_weight - 1.0) * sq[..., list(pose_index)].sum(dim=-1)
 
 
 def styletalker_loss(out: dict[str, Tensor], cfg: StyleTalkerLossConfig, mel: Tensor, sync: SyncModel | None,
@@ -359,7 +370,7 @@ def styletalker_loss(out: dict[str, Tensor], cfg: StyleTalkerLossConfig, mel: Te
     """``(loss, parts)`` from :meth:`StyleTalkerMotion.forward`'s output; parts are per-frame means in nats."""
     diff = out["pred_n"] - out["target_n"]
     sq_d = diff.detach().pow(2)
-    nll, weighted = gaussian_nll(diff, cfg, CODE_POSE_INDEX)
+    nll, weighted = gaussian_nll(diff, cfg.recon_sigma, cfg.pose_weight, CODE_POSE_INDEX)
     recon = nll.mean()
     fit = weighted.mean()  # the reconstruction term the loss optimizes: head pose counted pose_weight times
     kl = out["kl"].mean()

@@ -8,6 +8,7 @@ import torch
 
 from model.styletalker.flow import ConditionalFlow
 from model.styletalker.model import (
+    DRIVE_POSE_WEIGHT,
     MOTION_INDEX,
     StyleTalkerConfig,
     StyleTalkerLossConfig,
@@ -175,9 +176,43 @@ def test_drive_refinement_explains_the_driver_and_leaves_the_weights_alone(prior
                                                      model.decode(m0, style)))[0]
     torch.testing.assert_close(mean_only, expected, atol=1e-5, rtol=1e-5)
     motion = list(MOTION_INDEX)
-    weight = torch.tensor([model.loss_cfg.pose_weight if POSE_SLICE.start <= c < POSE_SLICE.stop else 1.0
-                           for c in motion])  # the likelihood's weights (head pose counted pose_weight times)
+    weight = torch.tensor([DRIVE_POSE_WEIGHT if POSE_SLICE.start <= c < POSE_SLICE.stop else 1.0
+                           for c in motion])  # the refinement's weights (head pose counted DRIVE_POSE_WEIGHT times)
     err = {k: float(((v[:, motion] - torch.from_numpy(drive)[:, motion]) / model.code_std[motion]).pow(2).mul(weight)
                     .mean()) for k, v in (("mean", mean_only), ("refined", refined))}
     assert err["refined"] < 0.95 * err["mean"], err  # random codes: a random 6-latent decoder fits them little
     torch.testing.assert_close(refined[:, list(LIP_INDEX)], mean_only[:, list(LIP_INDEX)])  # lips: the audio's
+
+
+def test_drive_refinement_weights_head_pose_whatever_the_run_trained_with():
+    """A run trained with pose weight 1: ``motion_nll`` counts the 6 pose columns ``pose_weight`` times (None: the
+    run's own), and drive mode's default refinement (``DRIVE_POSE_WEIGHT``) fits the driver's head pose closer than
+    refining under the run's own likelihood does, at the price of the other motion columns."""
+    model = tiny()
+    model.loss_cfg = StyleTalkerLossConfig(pose_weight=1.0)
+    rng = np.random.default_rng(5)
+    mel, ref = rng.standard_normal((60, N_MELS)).astype(np.float32), rng.random((20, CODE_DIM)).astype(np.float32)
+    drive = rng.random((60, CODE_DIM)).astype(np.float32)
+    motion = list(MOTION_INDEX)
+    pose = [i for i, c in enumerate(motion) if POSE_SLICE.start <= c < POSE_SLICE.stop]
+    assert len(pose) == POSE_SLICE.stop - POSE_SLICE.start
+    with torch.no_grad():
+        style = model.embed_style(model.summarize(torch.from_numpy(drive)[None]))
+        m = torch.from_numpy(rng.standard_normal((1, 60, model.cfg.latent_dim)).astype(np.float32))
+        target = model.norm_codes(torch.from_numpy(drive)[None])[..., motion]
+        sq = 0.5 * (model.decode(m, style) - target).pow(2) / model.loss_cfg.recon_sigma ** 2
+        torch.testing.assert_close(model.motion_nll(m, style, target), sq.sum(-1))
+        torch.testing.assert_close(model.motion_nll(m, style, target, pose_weight=5.0),
+                                   sq.sum(-1) + 4.0 * sq[..., pose].sum(-1))
+
+    def errors(codes):
+        z = ((codes[:, motion] - torch.from_numpy(drive)[:, motion]) / model.code_std[motion]).pow(2)
+        other = [i for i in range(len(motion)) if i not in pose]
+        return float(z[:, pose].mean()), float(z[:, other].mean())
+
+    drive_w = model.sample(mel, ref, 60, drive_codes=drive, drive_mel=mel)  # default: DRIVE_POSE_WEIGHT
+    run_w = model.sample(mel, ref, 60, drive_codes=drive, drive_mel=mel, drive_pose_weight=None)
+    (pose_d, other_d), (pose_r, other_r) = errors(drive_w), errors(run_w)
+    assert DRIVE_POSE_WEIGHT > 1
+    assert pose_d < 0.9 * pose_r, (pose_d, pose_r)
+    assert other_d > other_r, (other_d, other_r)
