@@ -217,9 +217,9 @@ class StyleTalkerMotion(nn.Module):
                        pose_weight: float | None = DRIVE_POSE_WEIGHT) -> Tensor:
         """Latents ``(B, T, D)`` that explain observed motion ``(B, T, M)`` (standardized): ``steps`` Adam steps from
         ``m0`` (the posterior mean) on ``motion_nll(m, pose_weight) - prior_weight * log p_prior(m | audio, style)``
-        per frame (``prior_weight`` 1 and ``pose_weight`` None, the run's own: the MAP). The amortized posterior of a small model trained on minutes of video
-        reconstructs an unseen face's motion loosely; the decoder and prior stay fixed, only the latents move
-        (semi-amortized inference). Weights get no gradient."""
+        per frame (``prior_weight`` 1 and ``pose_weight`` None, the run's own: the MAP). The amortized posterior of a
+        small model trained on minutes of video reconstructs an unseen face's motion loosely; the decoder and prior
+        stay fixed, only the latents move (semi-amortized inference). Weights get no gradient."""
         m = m0.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([m], lr=lr)
         with torch.enable_grad():
