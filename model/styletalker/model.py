@@ -146,8 +146,8 @@ class StyleTalkerMotion(nn.Module):
                                      nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.motion_dim))
         self.prior_gru = nn.GRU(cfg.latent_dim + cfg.audio_dim + cfg.style_dim, cfg.hidden, batch_first=True)
         self.flow = ConditionalFlow(cfg.latent_dim, cfg.hidden, cfg.flow_hidden, cfg.flow_layers, cfg.flow_s_max)
-        # the likelihood the model was trained with (recon_sigma, pose_weight), which drive mode's refinement uses;
-        # load_styletalker sets the run's own
+        # the likelihood the model was trained with (recon_sigma, pose_weight); drive mode's refinement uses its
+        # recon_sigma, and its pose_weight only when asked to (pose_weight=None); load_styletalker sets the run's own
         self.loss_cfg = StyleTalkerLossConfig()
 
     # ------------------------------------------------------------------ normalization
