@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.commit import CommitSpec, CommitTask, pack_items, unpack_items
 from pipeline.config import CurateConfig, StageResources
-from pipeline.storage import OutputStore
-from pipeline.writer import CommitSummary, commit_items
+from pipeline.writer import CommitSummary
 from stages.asd import AsdStage
 from stages.asr import AsrStage
 from stages.audio import StandardizeAudioStage
@@ -95,22 +95,6 @@ def build_stages(cfg: CurateConfig) -> list[Stage]:
     return [apply_resources(s, cfg.resources.get(s.name)) for s in stages]
 
 
-@dataclass
-class CommitSpec:
-    """Everything a commit task needs (picklable)."""
-
-    out_root: str
-    config_hash: str
-    stats: dict[str, tuple[int, float]]
-    row_group_size: int
-    zstd_level: int
-    flac_subtype: str
-
-    def commit(self, items: list[FileItem]) -> CommitSummary:
-        return commit_items(OutputStore(self.out_root), items, self.stats, self.config_hash,
-                            self.row_group_size, self.zstd_level, self.flac_subtype)
-
-
 # --------------------------------------------------------------------------- serial
 
 
@@ -157,16 +141,6 @@ def probe_threads(items: list[FileItem], stage: ProbeStage, n_threads: int = 8) 
 # --------------------------------------------------------------------------- ray
 
 
-def _unpack(batch: dict[str, np.ndarray]) -> list[FileItem]:
-    return [pickle.loads(b) for b in batch["item"]]
-
-
-def _pack(items: list[FileItem]) -> dict[str, np.ndarray]:
-    out = np.empty(len(items), dtype=object)
-    out[:] = [pickle.dumps(i, protocol=5) for i in items]
-    return {"item": out}
-
-
 class _StageTask:
     """Stateless stages as a Ray task function; ``split`` cuts long files into chunk rows at the end."""
 
@@ -175,11 +149,11 @@ class _StageTask:
         self.split = split
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = _unpack(batch)
+        items = unpack_items(batch)
         for stage in self.stages:
             stage.setup()
             items = stage.process(items)
-        return _pack(self.split.split(items) if self.split is not None else items)
+        return pack_items(self.split.split(items) if self.split is not None else items)
 
 
 class _StageActor:
@@ -192,26 +166,10 @@ class _StageActor:
             stage.setup()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = _unpack(batch)
+        items = unpack_items(batch)
         for stage in self.stages:
             items = stage.process(items)
-        return _pack(self.split.split(items) if self.split is not None else items)
-
-
-class _CommitTask:
-    """Commits whole files; a chunk row is passed back to the driver, which merges and commits its file."""
-
-    def __init__(self, spec: CommitSpec) -> None:
-        self.spec = spec
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        items = _unpack(batch)
-        whole = [i for i in items if i.chunk is None]
-        parts = [i for i in items if i.chunk is not None]
-        summaries = [json.dumps(dataclasses.asdict(self.spec.commit(whole)))] if whole else []
-        rows = [(s, b"") for s in summaries] + [("", pickle.dumps(p, protocol=5)) for p in parts]
-        return {"summary": np.array([s for s, _ in rows], dtype=object),
-                "chunk": np.array([c for _, c in rows], dtype=object)}
+        return pack_items(self.split.split(items) if self.split is not None else items)
 
 
 @dataclass
@@ -280,6 +238,35 @@ def plan_operators(stages: list[Stage], fuse: bool, split: ChunkPlan | None = No
         else:
             plans.append(OperatorPlan([stage]))
     return plans
+
+
+def start_pool_per_core(plans: list[OperatorPlan], cores: int, n_files: int) -> None:
+    """On one machine, start a job's one CPU actor pool with an actor per core (at most one per file).
+
+    Ray Data starts a pool with ``min_actors`` (1 by default) and its autoscaler adds the next actor
+    only once the first is busy: on 2 cores the second actor then began importing and loading its models
+    about 6 s after the first, with a core idle meanwhile. Starting both at once took about 2 s (3 %) off the
+    Ray job of ``bench/curate.py --repeat 3``'s inputs (docs/performance.md, "Ray's own processes"). Only a plan with exactly one CPU
+    pool is changed (the default, fused plan); chunk pools are sized by ``plan_operators``, and a GPU
+    preset's two CPU pools keep their own bounds so together they do not ask for more actors than cores.
+    """
+    pools = [p for p in plans if p.uses_actor and p.resources.num_gpus == 0]
+    if len(pools) != 1 or pools[0].fixed_actors is not None:
+        return
+    pool = pools[0]
+    pool.min_actors = max(1, min(int(cores // max(pool.resources.num_cpus, 1e-9)), n_files))
+
+
+def single_machine_cpus(cfg: CurateConfig, joined: bool) -> int | None:
+    """CPUs of the one machine the job runs on: the local Ray it starts, or a one-node Ray it joined.
+    None on a multi-node cluster, where the autoscaler sizes the pools."""
+    if not joined:
+        return cfg.run.local_num_cpus or os.cpu_count() or 1
+    import ray
+
+    if count_ray_nodes() != 1:
+        return None
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def quiet_ray_data() -> None:
@@ -407,7 +394,7 @@ def run_ray(items: list[FileItem], plans: list[OperatorPlan], spec: CommitSpec,
             ds = ds.repartition(target_num_rows_per_block=1, strict=True)
     # Committing is light I/O (FLAC, Parquet): it must not wait for a core the actor pools hold.
     with quiet_remote_args_warning():
-        ds = ds.map_batches(_CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
+        ds = ds.map_batches(CommitTask(spec), batch_size=files_per_commit, batch_format="numpy", num_cpus=0,
                             zero_copy_batch=False, max_retries=retries)
     done: set[str] = set()
     parts: dict[str, dict[int, FileItem]] = {}

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from core.overlay import ConfigError
+from pipeline.commit import CommitSpec
 from pipeline.config import CurateConfig, diff_configs, load_config
 from pipeline.executors import (
-    CommitSpec,
     build_probe_stage,
     build_stages,
     count_ray_nodes,
@@ -30,6 +30,8 @@ from pipeline.executors import (
     ray_is_initialized,
     run_ray,
     run_serial,
+    single_machine_cpus,
+    start_pool_per_core,
 )
 from pipeline.inputs import InputFile, list_inputs
 from pipeline.manifest import write_manifest
@@ -166,6 +168,10 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     if chunks is not None and not joined:  # a local Ray: every core works on the chunks (docs/performance.md)
         chunk_actors = cfg.run.local_num_cpus or os.cpu_count() or 1
     plans = plan_operators(stages, cfg.run.fuse_stages, chunks, chunk_actors)
+    if fresh and executor == "ray" and chunks is None:
+        cores = single_machine_cpus(cfg, bool(joined))
+        if cores is not None:
+            start_pool_per_core(plans, cores, len(fresh))
     if fresh and executor == "ray":
         if not joined:
             label = "ray " + init_ray(cfg, plans, worker_logs)

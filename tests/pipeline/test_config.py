@@ -98,6 +98,24 @@ def test_the_gpu_preset_extends_the_default_and_gives_whisper_its_own_gpu_pool()
     assert len(plans) == 3  # CPU stages before and after whisper stay fused
 
 
+def test_one_machine_starts_its_one_cpu_pool_with_an_actor_per_core():
+    """Ray Data would start the fused pool with one actor and add the next only once the first is busy
+    (a core idle while it loads its models); on one machine every core gets its actor at once."""
+    from pipeline.executors import build_stages, plan_operators, required_local_cpus, start_pool_per_core
+
+    cfg = load_config(REPO / "configs" / "curate.yaml")
+    plans = plan_operators(build_stages(cfg), fuse=True)
+    assert [p.resources.min_actors for p in plans if p.uses_actor] == [1]
+    start_pool_per_core(plans, cores=4, n_files=45)
+    assert [p.resources.min_actors for p in plans if p.uses_actor] == [4] and required_local_cpus(plans) == 4
+    plans = plan_operators(build_stages(cfg), fuse=True)
+    start_pool_per_core(plans, cores=4, n_files=2)  # no actor loads its models for nothing
+    assert [p.resources.min_actors for p in plans if p.uses_actor] == [2]
+    gpu = plan_operators(build_stages(load_config(REPO / "configs" / "curate_gpu.yaml")), fuse=True)
+    start_pool_per_core(gpu, cores=4, n_files=45)  # two CPU pools: 4 each would ask for 8 actors on 4 cores
+    assert [p.resources.min_actors for p in gpu if p.uses_actor and p.resources.num_gpus == 0] == [1, 1]
+
+
 def test_extends_loops_and_bad_layers_are_errors(tmp_path):
     (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
