@@ -244,11 +244,13 @@ def start_pool_per_core(plans: list[OperatorPlan], cores: int, n_files: int) -> 
     """On one machine, start a job's one CPU actor pool with an actor per core (at most one per file).
 
     Ray Data starts a pool with ``min_actors`` (1 by default) and its autoscaler adds the next actor
-    only once the first is busy: on 2 cores the second actor then began importing and loading its models
-    about 6 s after the first, with a core idle meanwhile. Starting both at once took about 2 s (3 %) off the
-    Ray job of ``bench/curate.py --repeat 3``'s inputs (docs/performance.md, "Ray's own processes"). Only a plan with exactly one CPU
-    pool is changed (the default, fused plan); chunk pools are sized by ``plan_operators``, and a GPU
-    preset's two CPU pools keep their own bounds so together they do not ask for more actors than cores.
+    only once the first is busy: on 2 cores the second actor then began importing and loading its
+    models about 6 s after the first, with a core idle meanwhile. Starting both at once took about
+    2 s (3 %) off the Ray job of ``bench/curate.py --repeat 3``'s inputs (docs/performance.md, "Ray's
+    own processes"). Ray Data does not wait for the minimum (``wait_for_min_actors_s`` is -1), so on
+    a busy node the job starts with the actors that fit. Only a plan with exactly one CPU pool is
+    changed (the default, fused plan); chunk pools are sized by ``plan_operators``, and a GPU preset's
+    two CPU pools keep their own bounds so together they do not ask for more actors than cores.
     """
     pools = [p for p in plans if p.uses_actor and p.resources.num_gpus == 0]
     if len(pools) != 1 or pools[0].fixed_actors is not None:
