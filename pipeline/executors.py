@@ -319,7 +319,7 @@ def init_ray(cfg: CurateConfig, plans: list[OperatorPlan], worker_logs: bool = F
     if address:
         ray.init(address=address, log_to_driver=worker_logs)
         return f"cluster {address}"
-    cores = cfg.run.local_num_cpus or os.cpu_count() or 1
+    cores = single_machine_cpus(cfg, joined=False)
     num_cpus = max(cores, int(np.ceil(required_local_cpus(plans))))
     if num_cpus > cores:
         log.info("local Ray: %d logical CPUs on %d cores so every actor pool can start", num_cpus, cores)

@@ -164,14 +164,13 @@ def curate(input_spec: str, output: str, cfg: CurateConfig, executor: str = "ray
     fresh.sort(key=lambda i: (-i.probe.duration_s, i.source_path))
     if chunks is not None and not needs_chunks(fresh, chunks):
         chunks = None  # no file is long enough to cut: one fused pool from decode to codes
+    cores = single_machine_cpus(cfg, bool(joined)) if fresh and executor == "ray" else None
     chunk_actors = None
     if chunks is not None and not joined:  # a local Ray: every core works on the chunks (docs/performance.md)
-        chunk_actors = cfg.run.local_num_cpus or os.cpu_count() or 1
+        chunk_actors = cores
     plans = plan_operators(stages, cfg.run.fuse_stages, chunks, chunk_actors)
-    if fresh and executor == "ray" and chunks is None:
-        cores = single_machine_cpus(cfg, bool(joined))
-        if cores is not None:
-            start_pool_per_core(plans, cores, len(fresh))
+    if chunks is None and cores is not None:
+        start_pool_per_core(plans, cores, len(fresh))
     if fresh and executor == "ray":
         if not joined:
             label = "ray " + init_ray(cfg, plans, worker_logs)
