@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -30,6 +32,9 @@ CHROMIUM_TIMEOUT_S = 60
 # imports pandas and altair cold (no .pyc yet) on a busy 2-core machine; each Chromium load only
 # lasts until its virtual time runs out, which can be a second or two of real time.
 CHARTS_DEADLINE_S = 180
+SCREENSHOT_DEADLINE_S = 30  # real seconds to retake a screenshot that shows the loading skeleton
+RELOAD_PAUSE_S = 2.0  # real seconds between two loads
+T = TypeVar("T")
 N_OVERVIEW_CHARTS = 8  # the hours bar chart and seven histograms (five quality measures, lip-sync score, offset)
 
 
@@ -88,40 +93,52 @@ def test_overview_in_headless_chromium(synthetic_out: Path) -> None:
                             start_new_session=True)
     try:
         wait_until_served(url, proc)
-        # Virtual time runs ahead of the first (cold) script run, so load the page, with a real
-        # pause between loads, until the charts are in its DOM; later loads find the server warm.
-        start = time.monotonic()
-        loads = 0
-        while True:
-            dom = run_chromium(chromium, "--dump-dom", url)
-            loads += 1
-            charts = dom.count('data-testid="stVegaLiteChart"')
-            if charts >= N_OVERVIEW_CHARTS or time.monotonic() - start > CHARTS_DEADLINE_S:
-                break
-            time.sleep(2.0)
-        waited = f"after {loads} loads in {time.monotonic() - start:.0f} s"
-        assert charts == N_OVERVIEW_CHARTS, f"{charts} charts {waited}: {dom[-2000:]}"
+        # Virtual time runs ahead of the first (cold) script run, so load the page until the
+        # charts are in its DOM; later loads find the server warm.
+        dom, waited = load_until(lambda: run_chromium(chromium, "--dump-dom", url),
+                                 lambda d: count_charts(d) >= N_OVERVIEW_CHARTS, CHARTS_DEADLINE_S)
+        assert count_charts(dom) == N_OVERVIEW_CHARTS, f"{count_charts(dom)} charts {waited}: {dom[-2000:]}"
         assert "Run overview" in dom and "Kept and rejected hours by stage and reason" in dom
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "dashboard_overview.png"
         # A loaded machine can leave a fresh session on Streamlit's loading skeleton for a whole
         # virtual-time budget (seen once in a clean-clone run: three blank screenshots after the DOM
-        # had the charts), so try a few more times, with a real pause between.
-        for attempt in range(6):
-            if attempt:
-                time.sleep(2.0)
+        # had the charts), so try again for a while.
+
+        def take_screenshot() -> np.ndarray | None:
             shot.unlink(missing_ok=True)
             run_chromium(chromium, f"--screenshot={shot}", url)
-            img = np.asarray(Image.open(shot).convert("RGB")) if shot.exists() else None
-            # the charts' bars: enough saturated red (rejected, thresholds), green (kept) and blue pixels
-            if img is not None and count_colour(img, (214, 39, 40)) > 500 and count_colour(img, (44, 160, 44)) > 500:
-                break
-        assert img is not None and img.shape == (2000, 1400, 3)
+            return np.asarray(Image.open(shot).convert("RGB")) if shot.exists() else None
+
+        def has_bars(im: np.ndarray | None) -> bool:
+            """The charts' bars: enough saturated red (rejected, thresholds) and green (kept) pixels."""
+            return (im is not None and count_colour(im, (214, 39, 40)) > 500
+                    and count_colour(im, (44, 160, 44)) > 500)
+
+        img, waited = load_until(take_screenshot, has_bars, SCREENSHOT_DEADLINE_S)
+        assert img is not None and img.shape == (2000, 1400, 3), waited
         assert count_colour(img, (214, 39, 40)) > 500, "no red (rejected hours) bars in the screenshot"
         assert count_colour(img, (44, 160, 44)) > 500, "no green (kept hours) bar in the screenshot"
         assert img.std() > 20, "the screenshot is (nearly) blank"
     finally:
         stop_group(proc)
+
+
+def load_until(load: Callable[[], T], done: Callable[[T], bool], deadline_s: float) -> tuple[T, str]:
+    """Call ``load`` until ``done`` holds for its result or ``deadline_s`` real seconds have passed, pausing
+    ``RELOAD_PAUSE_S`` between calls. Returns the last result and how many loads it took in how long."""
+    start = time.monotonic()
+    loads = 0
+    while True:
+        result = load()
+        loads += 1
+        if done(result) or time.monotonic() - start > deadline_s:
+            return result, f"after {loads} loads in {time.monotonic() - start:.0f} s"
+        time.sleep(RELOAD_PAUSE_S)
+
+
+def count_charts(dom: str) -> int:
+    return dom.count('data-testid="stVegaLiteChart"')
 
 
 def stop_group(proc: subprocess.Popen) -> None:
